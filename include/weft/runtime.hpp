@@ -1,0 +1,191 @@
+/// @file
+/// The runtime: worker threads that run fibers M:N, `spawn`, `block_on`,
+/// `join_handle`, statistics and shutdown.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <weft/config.hpp>
+#include <weft/detail/task.hpp>
+#include <weft/error.hpp>
+#include <weft/fiber_id.hpp>
+
+namespace weft {
+
+/// How a runtime is built. An aggregate, so `runtime_options{.workers = 2}` works.
+/// A member left at 0 (or empty) takes its default, which the environment may
+/// override: WEFT_WORKERS (default std::thread::hardware_concurrency()),
+/// WEFT_STACK_SIZE (bytes, with an optional K/M suffix; default 256 KiB, times
+/// 4 under AddressSanitizer/ThreadSanitizer). WEFT_LOG sets the level of the
+/// spdlog logger "weft" (trace, debug, info, warn, error, critical, off).
+/// An explicit non-zero member wins over the environment.
+/// Bad values (stack_size under 16 KiB or over 1 GiB, workers over 1024,
+/// guard_pages over 256, an unparsable variable) throw std::invalid_argument.
+struct runtime_options {
+    std::size_t workers = 0;      ///< worker OS threads
+    std::size_t stack_size = 0;   ///< usable bytes per fiber stack, rounded up to pages
+    std::size_t guard_pages = 1;  ///< inaccessible pages below each stack (at least 1)
+    std::string name = {};        ///< runtime name for logs and worker thread names ("weft")
+};
+
+/// A snapshot of counters; each value is read without stopping the workers,
+/// so the fields are individually, not mutually, consistent.
+struct runtime_stats {
+    std::size_t workers = 0;
+    std::uint64_t fibers_alive = 0;     ///< spawned and not yet finished
+    std::uint64_t fibers_runnable = 0;  ///< queued (deques, LIFO slots, injector)
+    std::uint64_t fibers_parked = 0;    ///< suspended in a blocking call
+    std::uint64_t spawned = 0;          ///< fibers ever spawned
+    std::uint64_t switches = 0;         ///< context switches into fibers
+    std::uint64_t steals = 0;           ///< fibers taken from another worker's deque
+    std::uint64_t parks = 0;            ///< times a fiber parked in a blocking call
+    std::uint64_t worker_sleeps = 0;    ///< times a worker went to sleep on its futex
+    std::uint64_t stacks_mapped = 0;    ///< fiber stacks currently mmap'd (cached or in use)
+    std::vector<std::size_t> queue_depth;  ///< per worker: deque length + LIFO slot
+    std::string guard_mode;             ///< "madvise" (MADV_GUARD_INSTALL) or "mprotect"
+};
+
+template <class R>
+class join_handle;
+
+/// A set of worker threads running fibers. Thread-safe.
+///
+/// Lifecycle: the constructor starts the workers. shutdown() (also run by the
+/// destructor) refuses new spawns, cancels every live fiber (a parked fiber
+/// is woken with operation_cancelled thrown from its blocking call; a fiber
+/// that never started never runs), waits for all of them to finish, then
+/// joins the workers. It is idempotent. It must not be called from one of
+/// the runtime's own fibers (that aborts with a message: it would wait for
+/// itself).
+class WEFT_API runtime {
+public:
+    runtime();
+    explicit runtime(runtime_options opts);
+    ~runtime();
+    runtime(const runtime&) = delete;
+    runtime& operator=(const runtime&) = delete;
+
+    /// Runs f(args...) on a new fiber and waits for it; returns its value or
+    /// rethrows its exception. Fibers that f spawned go on running.
+    /// May suspend (when called from a fiber) or blocks the calling thread.
+    template <class F, class... Args>
+    detail::call_result_t<F, Args...> block_on(F&& f, Args&&... args);
+
+    /// Starts f(args...) on a new fiber of this runtime. Thread-safe, never suspends.
+    /// Throws fiber_error(errc::runtime_shut_down) after shutdown() began.
+    template <class F, class... Args>
+    join_handle<detail::call_result_t<F, Args...>> spawn(F&& f, Args&&... args);
+
+    /// See the class comment. Blocks the calling thread. Thread-safe.
+    void shutdown();
+
+    /// Counters; thread-safe, never suspends.
+    runtime_stats stats() const;
+
+    /// Every live fiber as a JSON array: id, name, state, wait reason, worker.
+    std::string dump_json() const;
+
+    /// The options after defaults and the environment were applied.
+    const runtime_options& options() const noexcept;
+
+    /// The runtime running the calling fiber, or nullptr on a plain thread.
+    static runtime* current() noexcept;
+
+    detail::runtime_impl* impl() const noexcept { return impl_; }
+
+private:
+    detail::runtime_impl* impl_;
+};
+
+/// Owns the right to join one fiber. Fiber-safe. Destroying (or assigning
+/// over) a handle that was neither joined nor detached detaches the fiber,
+/// as Go and Tokio do; only weft::thread keeps std::thread's terminate rule.
+template <class R>
+class join_handle {
+public:
+    join_handle() noexcept = default;
+    join_handle(join_handle&&) noexcept = default;
+    join_handle& operator=(join_handle&&) noexcept = default;
+    ~join_handle() = default;
+
+    /// Waits for the fiber, then returns its value or rethrows its exception
+    /// (operation_cancelled if it was cancelled before it started).
+    /// May suspend. Throws fiber_error(invalid_argument) if !joinable(), and
+    /// fiber_error(resource_deadlock_would_occur) when the fiber joins itself.
+    R join() {
+        check_joinable();
+        ref_.join();
+        auto* t = std::exchange(task_, nullptr);
+        detail::fiber_ref keep = std::move(ref_);  // keeps t alive while we take the value
+        return t->take();
+    }
+
+    /// Lets the fiber run on unowned. Throws fiber_error(invalid_argument) if !joinable().
+    void detach() {
+        check_joinable();
+        task_ = nullptr;
+        ref_.reset();
+    }
+
+    bool joinable() const noexcept { return static_cast<bool>(ref_); }
+    /// The fiber's id, or fiber_id{} when !joinable().
+    fiber_id id() const noexcept { return ref_ ? ref_.id() : fiber_id{}; }
+    /// True once the fiber's function returned (or threw). False when !joinable().
+    bool is_finished() const noexcept { return ref_ && ref_.is_finished(); }
+
+    // Internal: adopt a spawned fiber.
+    join_handle(detail::fiber_ref r, detail::result_task<R>* t) noexcept : ref_(std::move(r)), task_(t) {}
+
+private:
+    void check_joinable() const {
+        if (!ref_) throw fiber_error(std::make_error_code(std::errc::invalid_argument), "join_handle not joinable");
+    }
+
+    detail::fiber_ref ref_;
+    detail::result_task<R>* task_ = nullptr;
+};
+
+namespace detail {
+template <class F, class... Args>
+auto spawn_on(runtime_impl* rt, F&& f, Args&&... args) {
+    using R = call_result_t<F, Args...>;
+    auto call = bind_call(std::forward<F>(f), std::forward<Args>(args)...);
+    auto* t = new fn_task<R, decltype(call)>(std::move(call));
+    fiber_ref r;
+    try {
+        r = spawn_task(rt, t);
+    } catch (...) {
+        delete t;
+        throw;
+    }
+    return join_handle<R>(std::move(r), t);
+}
+}  // namespace detail
+
+template <class F, class... Args>
+join_handle<detail::call_result_t<F, Args...>> runtime::spawn(F&& f, Args&&... args) {
+    return detail::spawn_on(impl_, std::forward<F>(f), std::forward<Args>(args)...);
+}
+
+template <class F, class... Args>
+detail::call_result_t<F, Args...> runtime::block_on(F&& f, Args&&... args) {
+    return spawn(std::forward<F>(f), std::forward<Args>(args)...).join();
+}
+
+/// Starts f(args...) on a new fiber of the calling fiber's runtime, or, on a
+/// plain thread, of the default runtime (started lazily on first use; it
+/// lives until the process exits and its fibers are then abandoned, as
+/// goroutines are when main returns). Thread-safe, never suspends.
+template <class F, class... Args>
+join_handle<detail::call_result_t<F, Args...>> spawn(F&& f, Args&&... args) {
+    return detail::spawn_on(nullptr, std::forward<F>(f), std::forward<Args>(args)...);
+}
+
+/// The default runtime (started on first use). Thread-safe.
+WEFT_API runtime& default_runtime();
+
+}  // namespace weft

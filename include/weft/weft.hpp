@@ -1,0 +1,10 @@
+/// @file
+/// Umbrella header: everything public in weft.
+#pragma once
+
+#include <weft/config.hpp>
+#include <weft/error.hpp>
+#include <weft/fiber_id.hpp>
+#include <weft/runtime.hpp>
+#include <weft/this_fiber.hpp>
+#include <weft/thread.hpp>

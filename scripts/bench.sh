@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Builds weft (release) and runs its benchmark programs (benchmarks/*.cpp) side by side
+# with the Go and Boost.Fiber peers, then prints weft's ratio to each peer.
+#
+#   scripts/bench.sh                        # spawn_join, yield_pingpong, skynet, park_memory
+#   REPS=1 SCALE=10 scripts/bench.sh        # quick run: one rep, sizes divided by 10
+#   ONLY='^skynet ' scripts/bench.sh        # regex on "<bench> <impl> <workers>"
+#   PEERS_BUILD=/tmp/peers SKIP_BUILD=1 scripts/bench.sh   # reuse already built peers
+#   scripts/bench.sh --table build/bench-results/latest.txt  # ratio table of an earlier run
+#
+# Peers: $PEERS_DIR, default ../shared/peers next to the repository (its run.sh builds
+# them into $PEERS_BUILD, default <builddir>/peers, and runs the case table filtered by
+# ONLY). Without the peers, weft's programs run alone (median of REPS by ns_per_op).
+# Other knobs: BUILD_DIR (build), FIBER_IMPLS ("go boostfiber weft"), SKIP_BUILD (peers
+# only), NO_SETUP=1 (skip scripts/setup.sh).
+# Every median RESULT line is saved in <builddir>/bench-results/<utc time>.txt (+ latest.txt);
+# the ratio table next to it as <utc time>.ratios.txt.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+BUILD_DIR=${BUILD_DIR:-build}
+REPS=${REPS:-3}
+SCALE=${SCALE:-1}
+ONLY=${ONLY:-'^(spawn_join|yield_pingpong|skynet|park_memory) '}
+FIBER_IMPLS=${FIBER_IMPLS:-"go boostfiber weft"}
+PEERS_DIR=${PEERS_DIR:-$(dirname "$ROOT")/shared/peers}
+
+# For each (bench, workers): weft's median next to go's and boostfiber's (dispatch form
+# for skynet; the launch=post rows run at another n), and weft / peer. < 1 = weft is
+# faster (smaller). skynet adds total_ms, park_memory kib_per_task. The thread column (the
+# std::thread baseline, run at a smaller n where it has a row) is for reference.
+ratio_table() {
+    awk '
+    /^RESULT / {
+        delete kv
+        for (i = 2; i <= NF; i++) { p = index($i, "="); if (p) kv[substr($i, 1, p - 1)] = substr($i, p + 1) }
+        impl = kv["impl"]
+        if (impl ~ /^boostfiber/) impl = "boostfiber"
+        if (impl != "weft" && impl != "go" && impl != "boostfiber" && impl != "thread") next
+        if (kv["launch"] == "post") next
+        g = kv["name"] SUBSEP kv["workers"]
+        if (!(g in seen)) { seen[g] = 1; order[++ng] = g }
+        m["ns_per_op"] = 1; m["total_ms"] = 1; m["kib_per_task"] = 1
+        for (k in m) if (k in kv) val[g, impl, k] = kv[k]
+    }
+    function cell(x) { return x == "" ? "-" : x }
+    function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+    END {
+        if (!ng) { print "# no RESULT lines"; exit }
+        printf "%-15s %2s %-13s %11s %11s %11s %8s %8s %11s\n", "bench", "w", "metric", "weft", "go", "boostfiber", "weft/go", "weft/bf", "thread"
+        for (j = 1; j <= ng; j++) {
+            g = order[j]; split(g, gb, SUBSEP)
+            nm = 1; metric[1] = "ns_per_op"
+            if (gb[1] == "skynet") metric[++nm] = "total_ms"
+            if (gb[1] == "park_memory") metric[++nm] = "kib_per_task"
+            for (q = 1; q <= nm; q++) {
+                k = metric[q]
+                w = val[g, "weft", k]; go = val[g, "go", k]; bf = val[g, "boostfiber", k]; th = val[g, "thread", k]
+                printf "%-15s %2s %-13s %11s %11s %11s %8s %8s %11s\n", gb[1], gb[2], k, cell(w), cell(go), cell(bf), ratio(w, go), ratio(w, bf), cell(th)
+            }
+        }
+    }' "$1"
+}
+
+# scripts/bench.sh --table FILE: only print the ratio table of an earlier results file.
+if [ "${1:-}" = --table ]; then
+    ratio_table "${2:?usage: bench.sh --table <results file>}"
+    exit
+fi
+
+# --- build ------------------------------------------------------------------------------
+if [ -f scripts/setup.sh ] && [ -z "${NO_SETUP:-}" ]; then
+    bash scripts/setup.sh || echo "# bench.sh: scripts/setup.sh failed; trying to build anyway" >&2
+fi
+
+# buildtype of an existing build directory (empty when unknown)
+buildtype_of() {
+    python3 - "$1/meson-info/intro-buildoptions.json" 2>/dev/null <<'EOF' || true
+import json, sys
+print(next(o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "buildtype"))
+EOF
+}
+
+if [ -f "$BUILD_DIR/build.ninja" ]; then
+    bt=$(buildtype_of "$BUILD_DIR")
+    if [ "$bt" != release ]; then
+        echo "# bench.sh: $BUILD_DIR is buildtype '${bt:-?}'; reconfiguring it as release" >&2
+        meson configure "$BUILD_DIR" -Dbuildtype=release -Db_ndebug=if-release
+    fi
+else
+    meson setup "$BUILD_DIR" --buildtype=release
+fi
+ninja -C "$BUILD_DIR"
+
+BENCH_BIN=$(cd "$BUILD_DIR/benchmarks" && pwd)
+for b in spawn_join yield_pingpong skynet park_memory; do
+    [ -x "$BENCH_BIN/$b" ] || { echo "bench.sh: $BENCH_BIN/$b was not built (benchmarks disabled?)" >&2; exit 1; }
+done
+
+RES_DIR=$(mkdir -p "$BUILD_DIR/bench-results" && cd "$BUILD_DIR/bench-results" && pwd)
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$RES_DIR/$STAMP.txt
+RATIOS=$RES_DIR/$STAMP.ratios.txt
+
+# --- run --------------------------------------------------------------------------------
+# Median of the RESULT lines on stdin by ns_per_op, with the spread (as the peers' run.sh).
+median() {
+    awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^ns_per_op=/) { split($i, a, "="); print a[2], $0 } }' |
+        sort -g | awk -v reps="$1" '{ v[NR] = $1; $1 = ""; l[NR] = substr($0, 2) }
+            END { if (NR) printf "%s reps=%d ns_min=%s ns_max=%s\n", l[int((NR + 1) / 2)], NR, v[1], v[NR] }'
+}
+
+# weft alone: the same sizes as the peers' case table.
+run_weft_alone() {
+    echo "# $(date -u +%FT%TZ) nproc=$(nproc) kernel=$(uname -r) weft alone (no peers at $PEERS_DIR)"
+    local bench n w r line out
+    while read -r bench n w; do
+        echo "$bench weft $w" | grep -Eq "$ONLY" || continue
+        [ "$SCALE" = 1 ] || n=$((n / SCALE))
+        out=""
+        for ((r = 0; r < REPS; r++)); do
+            line=$(timeout 600 "$BENCH_BIN/$bench" "$n" "$w" </dev/null | grep '^RESULT') ||
+                { echo "# FAILED: $BENCH_BIN/$bench $n $w"; out=""; break; }
+            out+="$line"$'\n'
+        done
+        [ -z "$out" ] || printf %s "$out" | median "$REPS"
+    done <<'EOF'
+spawn_join     1000000  1
+spawn_join     1000000  2
+yield_pingpong 10000000 1
+skynet         1000000  1
+skynet         1000000  2
+park_memory    100000   1
+park_memory    100000   2
+EOF
+}
+
+if [ -f "$PEERS_DIR/run.sh" ]; then
+    PEERS_BUILD=${PEERS_BUILD:-$BUILD_DIR/peers}
+    PEERS_BUILD=$(mkdir -p "$PEERS_BUILD" && cd "$PEERS_BUILD" && pwd)  # run.sh cds into its own dir
+    echo "# peers: $PEERS_DIR (built in $PEERS_BUILD); weft: $BENCH_BIN"
+    IMPL_DIRS="weft=$BENCH_BIN${IMPL_DIRS:+ $IMPL_DIRS}" FIBER_IMPLS="$FIBER_IMPLS" ONLY="$ONLY" REPS="$REPS" \
+        SCALE="$SCALE" PEERS_BUILD="$PEERS_BUILD" bash "$PEERS_DIR/run.sh" | tee "$OUT"
+    have_peers=1
+else
+    run_weft_alone | tee "$OUT"
+    have_peers=0
+fi
+ln -sf "$(basename "$OUT")" "$RES_DIR/latest.txt"
+
+echo
+if [ "$have_peers" = 1 ]; then
+    echo "# weft vs peers (medians; ratio = weft / peer, < 1 means weft is faster or smaller)"
+    ratio_table "$OUT" | tee "$RATIOS"
+fi
+nfail=$(grep -c '^# FAILED' "$OUT" || true)
+echo "# results: $OUT"
+if [ "$nfail" != 0 ]; then
+    echo "# $nfail case(s) FAILED:"
+    grep '^# FAILED' "$OUT"
+    exit 1
+fi

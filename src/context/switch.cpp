@@ -1,0 +1,40 @@
+#include "context/switch.hpp"
+
+#include <pthread.h>
+
+#include "util/check.hpp"
+
+namespace weft::detail {
+
+void init_thread_context(exec_context& ctx) noexcept {
+    pthread_attr_t attr;
+    WEFT_CHECK(::pthread_getattr_np(::pthread_self(), &attr) == 0);
+    void* lo = nullptr;
+    std::size_t size = 0;
+    WEFT_CHECK(::pthread_attr_getstack(&attr, &lo, &size) == 0);
+    ::pthread_attr_destroy(&attr);
+    ctx.stack_lo = lo;
+    ctx.stack_size = size;
+#if defined(WEFT_TSAN)
+    ctx.tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+void make_context(exec_context& ctx, void* lo, std::size_t size, void (*entry)(transfer)) noexcept {
+    ctx.fctx = bctx::make_fcontext(static_cast<char*>(lo) + size, size, entry);
+    ctx.stack_lo = lo;
+    ctx.stack_size = size;
+    ctx.asan_fake_stack = nullptr;
+#if defined(WEFT_TSAN)
+    if (!ctx.tsan_fiber) ctx.tsan_fiber = __tsan_create_fiber(0);
+#endif
+}
+
+void destroy_context(exec_context& ctx) noexcept {
+#if defined(WEFT_TSAN)
+    if (ctx.tsan_fiber) __tsan_destroy_fiber(ctx.tsan_fiber);
+#endif
+    ctx = exec_context{};
+}
+
+}  // namespace weft::detail

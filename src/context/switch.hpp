@@ -1,0 +1,101 @@
+// Context switching: Boost.Context's fcontext, annotated for ASan and TSan.
+//
+// Vocabulary. An exec_context is a place execution can be suspended and
+// resumed: a fiber (on its mmap'd stack) or a worker's scheduler loop (on the
+// worker thread's own stack). switch_to(from, to, data) saves `from` and
+// resumes `to`; `data` arrives on the other side in the returned transfer.
+//
+// Protocol (the "unlock after switch" rule lives on top of this, in
+// sched/worker.hpp): jump_fcontext hands the *resumed* side the saved context
+// of the side that left (transfer.fctx). Only the resumed side may store it
+// into the leaver's exec_context, and only after that may anything publish
+// the leaver (requeue it, release a lock that guards its waiter entry).
+// Until then no other thread can resume it, because nobody has its fctx.
+//
+// Ownership. An exec_context is touched only by the thread currently
+// switching into or out of it; hand-over between threads happens through the
+// run queues, whose release/acquire pairs publish fctx (sched/deque.hpp I2).
+//
+// Sanitizers. ASan: __sanitizer_start_switch_fiber before every jump (with a
+// null fake-stack slot when the leaver is exiting, so its fake stack is freed),
+// __sanitizer_finish_switch_fiber right after every resumption, including a
+// fiber's first entry. TSan: every fiber gets __tsan_create_fiber at creation,
+// __tsan_switch_to_fiber before every jump (flags 0: the switch is a
+// synchronisation point, as it is for us), __tsan_destroy_fiber after exit.
+// Without sanitizers every hook compiles to nothing.
+//
+// Rejected: boost::context::fiber (allocates its control block on the stack
+// and hides the transfer, so the unlock-after-switch hook needs ontop_fcontext:
+// one more indirect call per switch); ucontext (a syscall per switch).
+//
+// Tested by test/api/* under -Db_sanitize=address,undefined and thread.
+#pragma once
+#include "util/private.hpp"
+
+#include <cstddef>
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include <weft/config.hpp>
+
+#if defined(WEFT_ASAN)
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(WEFT_TSAN)
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+void __tsan_set_fiber_name(void* fiber, const char* name);
+}
+#endif
+
+namespace weft::detail {
+
+namespace bctx = boost::context::detail;
+using transfer = bctx::transfer_t;
+
+struct exec_context {
+    bctx::fcontext_t fctx = nullptr;  // valid while suspended
+    const void* stack_lo = nullptr;   // usable stack range, for ASan
+    std::size_t stack_size = 0;
+    void* asan_fake_stack = nullptr;  // ASan's fake-stack handle saved while suspended
+    void* tsan_fiber = nullptr;       // TSan's fiber handle
+};
+
+/// Records the calling thread's own stack as `ctx` (a worker's scheduler context).
+void init_thread_context(exec_context& ctx) noexcept;
+
+/// Makes `ctx` start `entry` on the stack [lo, lo + size) at its first resumption.
+void make_context(exec_context& ctx, void* lo, std::size_t size, void (*entry)(transfer)) noexcept;
+
+/// Releases sanitizer state of a context that exited (call from another context).
+void destroy_context(exec_context& ctx) noexcept;
+
+/// First thing a fiber's entry function does.
+inline void enter_first_time() noexcept {
+#if defined(WEFT_ASAN)
+    __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+}
+
+/// Saves `from`, resumes `to`. Returns when something switches back to `from`.
+/// `from_exiting`: `from` will never be resumed (its sanitizer state is dropped).
+inline transfer switch_to(exec_context& from, exec_context& to, void* data, bool from_exiting = false) noexcept {
+#if defined(WEFT_ASAN)
+    __sanitizer_start_switch_fiber(from_exiting ? nullptr : &from.asan_fake_stack, to.stack_lo, to.stack_size);
+#endif
+#if defined(WEFT_TSAN)
+    __tsan_switch_to_fiber(to.tsan_fiber, 0);
+#endif
+    (void)from_exiting;
+    transfer t = bctx::jump_fcontext(to.fctx, data);
+#if defined(WEFT_ASAN)
+    __sanitizer_finish_switch_fiber(from.asan_fake_stack, nullptr, nullptr);
+#endif
+    (void)from;
+    return t;
+}
+
+}  // namespace weft::detail

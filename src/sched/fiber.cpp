@@ -1,0 +1,91 @@
+#include "sched/fiber.hpp"
+
+#include <cstdio>
+#include <exception>
+#include <ostream>
+
+#include <weft/error.hpp>
+#include <weft/fiber_id.hpp>
+
+#include "sched/worker.hpp"
+#include "sync/wait_queue.hpp"
+#include "util/log.hpp"
+
+namespace weft {
+
+std::ostream& operator<<(std::ostream& os, fiber_id id) {
+    if (id == fiber_id{}) return os << "none";
+    return os << id.value();
+}
+
+}  // namespace weft
+
+namespace weft::detail {
+
+namespace {
+std::atomic<std::uint64_t> g_next_id_block{1};
+constexpr std::uint64_t id_block = 256;
+
+void report_unobserved(const fiber* f, std::exception_ptr e) noexcept {
+    std::string what = "unknown exception";
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        what = ex.what();
+    } catch (...) {
+    }
+    log().error("fiber {} '{}' exited with an exception nobody joined: {}", f->id, f->name, what);
+}
+}  // namespace
+
+std::uint64_t next_id() noexcept {
+    // Blocks of ids per thread: one shared RMW per 256 spawns instead of per spawn.
+    thread_local std::uint64_t next = 0, end = 0;
+    if (next == end) {
+        next = g_next_id_block.fetch_add(id_block, std::memory_order_relaxed);  // relaxed: uniqueness only needs atomicity
+        end = next + id_block;
+    }
+    return next++;
+}
+
+void fiber::release() noexcept {
+    // acq_rel: the last releaser must see every write made through other references (F1).
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (auto e = task->unobserved_exception()) report_unobserved(this, e);
+    delete task;
+    delete this;
+}
+
+task_base::~task_base() = default;
+
+void fiber_ref::reset() noexcept {
+    if (f_) std::exchange(f_, nullptr)->release();
+}
+
+fiber_id fiber_ref::id() const noexcept { return fiber_id{f_->id}; }
+
+bool fiber_ref::is_finished() const noexcept {
+    return f_->finished.load(std::memory_order_acquire);  // acquire: pairs with the release in finish_and_wake_joiners (F2)
+}
+
+void fiber_ref::join() const {
+    fiber* f = f_;
+    if (f->finished.load(std::memory_order_acquire)) return;  // acquire: F2
+    waiter me = make_waiter();
+    if (me.f == f)
+        throw fiber_error(std::make_error_code(std::errc::resource_deadlock_would_occur), "a fiber cannot join itself");
+    f->join_lock.lock();
+    if (f->finished.load(std::memory_order_relaxed)) {  // relaxed: read under join_lock, which orders it (F2)
+        f->join_lock.unlock();
+        return;
+    }
+    f->joiners.push_back(me);
+    if (park_waiter(me, f->join_lock, "join") == wake_reason::cancelled) {
+        f->join_lock.lock();
+        if (me.linked) f->joiners.remove(me);  // Q3
+        f->join_lock.unlock();
+        throw operation_cancelled();
+    }
+}
+
+}  // namespace weft::detail

@@ -1,0 +1,99 @@
+// The runtime's fiber object.
+//
+// Vocabulary. A fiber is *runnable* (in a deque, a LIFO slot or the injector),
+// *running* (some worker's `current`), *parked* (suspended in a blocking call,
+// on exactly one waiter list) or *finished* (its task returned; its stack is
+// gone). A fiber never started has no stack yet: the stack is taken from the
+// running worker's cache at its first resumption, so a burst of spawns costs
+// no stacks until the fibers actually run.
+//
+// Ownership. `ctx`, `stk` and `worker` are touched only by the worker running
+// or switching the fiber (handed over with the run queues' release/acquire).
+// `name` is written only by the fiber itself and read by dumps under
+// `meta_lock`. Join state is guarded by `join_lock`.
+//
+// Invariants.
+//  F1 refs counts the runtime's reference (held from spawn until the stack is
+//     released after the final switch) plus one per fiber_ref. The object and
+//     its task are deleted when refs reaches 0.
+//  F2 finished is monotonic; it is set under join_lock, after the task's
+//     result is written, and before any joiner is woken.
+//  F3 park_state goes running -> parking (by the fiber, lock held) -> parked
+//     (by the post-switch hook, lock still held) -> woken (by exactly one
+//     claimer: a waker or the canceller) -> running (when resumed). Only the
+//     claimer that wins parked -> woken may schedule the fiber.
+//  F4 cancel_requested is monotonic; once set, every blocking call of the
+//     fiber throws operation_cancelled, and a fiber that has not started never
+//     runs its task.
+//
+// Memory orders.
+//  - refs: increments relaxed (the caller already holds a reference);
+//    decrement acq_rel so that the last owner sees every write made through
+//    other references before deleting (the shared_ptr argument).
+//  - finished: release store under join_lock / acquire load in is_finished()
+//    publishes the task's result to a joiner that skips the lock (F2).
+//  - park_state / cancel_requested: the canceller does
+//    cancel_requested.store ; park_state CAS, and the post-switch hook does
+//    park_state.store(parked) ; cancel_requested.load. That is StoreLoad on
+//    both sides, so both are seq_cst: otherwise the hook could miss the
+//    request while the canceller's CAS saw `parking`, and the fiber would
+//    sleep through its cancellation.
+//
+// Tested by test/api/runtime_test.cpp (join, shutdown with parked and queued
+// fibers) and the TSan run.
+#pragma once
+#include "util/private.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include <weft/detail/task.hpp>
+
+#include "context/stack.hpp"
+#include "context/switch.hpp"
+#include "sync/waiter.hpp"
+#include "util/spinlock.hpp"
+
+namespace weft::detail {
+
+class worker;
+
+enum class park_state : std::uint8_t { running, parking, parked, woken };
+enum class wake_reason : std::uint8_t { notified, cancelled };
+
+struct fiber {
+    exec_context ctx;
+    stack stk;
+    task_base* task = nullptr;
+    runtime_impl* rt = nullptr;
+    std::uint64_t id = 0;
+
+    std::atomic<std::uint32_t> refs{2};  // F1: runtime + first handle
+    std::atomic<park_state> pstate{park_state::running};
+    std::atomic<bool> cancel_requested{false};
+    wake_reason reason = wake_reason::notified;  // written by the claimer before scheduling (F3)
+    bool started = false;                        // touched by the running worker only
+
+    std::atomic<bool> finished{false};  // F2
+    spinlock join_lock;
+    waiter_list joiners;  // guarded by join_lock
+
+    std::atomic<const char*> wait_reason{nullptr};  // relaxed: diagnostics only
+    std::atomic<int> last_worker{-1};               // relaxed: diagnostics only
+
+    spinlock meta_lock;
+    std::string name;  // written by the fiber itself under meta_lock
+
+    fiber* next_run = nullptr;  // link in an injector chain or a worker's yield ring; owned by whoever holds f
+    fiber* reg_prev = nullptr;  // registry shard list, guarded by the shard lock
+    fiber* reg_next = nullptr;
+
+    void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }  // relaxed: caller holds a ref (F1)
+    void release() noexcept;  // F1
+};
+
+/// Ids for fibers and for plain threads come from one counter.
+std::uint64_t next_id() noexcept;
+
+}  // namespace weft::detail

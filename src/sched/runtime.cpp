@@ -1,0 +1,328 @@
+#include "sched/runtime_impl.hpp"
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "diag/overflow.hpp"
+#include "sync/wait_queue.hpp"
+#include "util/check.hpp"
+#include "util/log.hpp"
+
+namespace weft::detail {
+
+namespace {
+
+constexpr std::size_t kib = 1024;
+constexpr std::size_t min_stack = 16 * kib;
+constexpr std::size_t max_stack = 1024 * kib * kib;
+constexpr std::size_t max_workers = 1024;
+constexpr std::size_t max_guard_pages = 256;
+
+#if defined(WEFT_ASAN) || defined(WEFT_TSAN)
+constexpr std::size_t sanitizer_stack_multiplier = 4;  // instrumented frames are larger (folly's stackSizeMultiplier)
+#else
+constexpr std::size_t sanitizer_stack_multiplier = 1;
+#endif
+constexpr std::size_t default_stack_size = 256 * kib * sanitizer_stack_multiplier;
+
+std::size_t parse_size_env(const char* var, bool allow_suffix) {
+    const char* v = std::getenv(var);
+    if (!v || !*v) return 0;
+    std::string_view s(v);
+    std::size_t value = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    std::string_view rest(p, static_cast<std::size_t>(s.data() + s.size() - p));
+    std::size_t mult = 1;
+    if (allow_suffix && (rest == "K" || rest == "k" || rest == "KiB")) mult = kib, rest = {};
+    else if (allow_suffix && (rest == "M" || rest == "m" || rest == "MiB")) mult = kib * kib, rest = {};
+    if (ec != std::errc{} || !rest.empty() || value == 0)
+        throw std::invalid_argument(std::string("weft: ") + var + "='" + v + "' is not a positive number" +
+                                    (allow_suffix ? " (bytes, optional K or M suffix)" : ""));
+    return value * mult;
+}
+
+std::size_t round_up(std::size_t v, std::size_t to) { return (v + to - 1) / to * to; }
+
+std::size_t deque_capacity() {
+#if WEFT_CHAOS
+    return 4;  // chaos: overflow and stealing on every few spawns (STYLE 5)
+#else
+    return 256;
+#endif
+}
+
+}  // namespace
+
+runtime_options resolve_options(runtime_options o) {
+    if (o.workers == 0) o.workers = parse_size_env("WEFT_WORKERS", false);
+    if (o.workers == 0) o.workers = std::max(1u, std::thread::hardware_concurrency());
+    if (o.workers > max_workers)
+        throw std::invalid_argument("weft: runtime_options::workers = " + std::to_string(o.workers) +
+                                    " is over the limit of " + std::to_string(max_workers));
+    if (o.stack_size == 0) o.stack_size = parse_size_env("WEFT_STACK_SIZE", true);
+    if (o.stack_size == 0) o.stack_size = default_stack_size;
+    if (o.stack_size < min_stack || o.stack_size > max_stack)
+        throw std::invalid_argument("weft: stack size " + std::to_string(o.stack_size) +
+                                    " bytes is outside [16 KiB, 1 GiB]");
+    o.stack_size = round_up(o.stack_size, page_size());
+    if (o.guard_pages == 0 || o.guard_pages > max_guard_pages)
+        throw std::invalid_argument("weft: runtime_options::guard_pages = " + std::to_string(o.guard_pages) +
+                                    " is outside [1, 256]");
+    if (o.name.empty()) o.name = "weft";
+    return o;
+}
+
+runtime_impl::runtime_impl(runtime& own, runtime_options o)
+    : owner(own), opts(resolve_options(std::move(o))), idle(static_cast<std::uint32_t>(opts.workers)) {
+    install_overflow_handler();
+    (void)process_guard_mode();
+    workers.reserve(opts.workers);
+    for (std::size_t i = 0; i < opts.workers; ++i)
+        workers.push_back(std::make_unique<worker>(*this, static_cast<unsigned>(i), deque_capacity()));
+    for (auto& w : workers) w->start();  // all exist before any runs (worker.hpp lifecycle 1)
+    log().debug("runtime '{}' started: {} workers, {} KiB stacks, {} guard page(s) by {}", opts.name, opts.workers,
+                opts.stack_size / kib, opts.guard_pages, guard_mode_name(process_guard_mode()));
+}
+
+runtime_impl::~runtime_impl() { shutdown(); }
+
+// ---------------------------------------------------------------- spawning and queues
+
+fiber* runtime_impl::spawn(task_base* t, const spawn_attrs& attrs) {
+    if (!accepting_.load(std::memory_order_acquire))  // acquire: pairs with shutdown() (R1)
+        throw fiber_error(make_error_code(errc::runtime_shut_down),
+                          "spawn on runtime '" + opts.name + "', which is shutting down");
+    auto* f = new fiber;
+    f->task = t;
+    f->rt = this;
+    f->id = next_id();
+    if (attrs.name) f->name = attrs.name;
+    registry_insert(f);
+    worker* w = worker::current();
+    if (w && &w->rt() == this) {
+        w->count_spawn();
+        w->schedule_spawned(f);
+    } else {
+        spawned_outside_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics counter
+        post(f);
+    }
+    return f;
+}
+
+void runtime_impl::post(fiber* f) noexcept {
+    f->next_run = nullptr;
+    post_chain(f, 1);
+}
+
+void runtime_impl::post_chain(fiber* head, std::size_t n) noexcept {
+    // relaxed: the counter is sequenced before the push, whose release (and the
+    // notifier's seq_cst fence) publish both (R3).
+    injector_len_.fetch_add(static_cast<std::int64_t>(n), std::memory_order_relaxed);
+    while (!injector_.push(head)) {
+    }
+    idle.notify_one();
+}
+
+fiber* runtime_impl::injector_pop() noexcept {
+    if (!injector_maybe_nonempty()) return nullptr;
+    fiber* chain = nullptr;
+    if (!injector_.pop(chain)) return nullptr;
+    std::int64_t n = 0;
+    for (fiber* f = chain; f; f = f->next_run) ++n;
+    injector_len_.fetch_sub(n, std::memory_order_relaxed);  // relaxed: after the pop (R3)
+    return chain;
+}
+
+void runtime_impl::schedule_woken(fiber* f) noexcept {
+    worker* w = worker::current();
+    if (w && &w->rt() == this) w->schedule_woken(f);
+    else post(f);
+}
+
+bool runtime_impl::any_work_visible() const noexcept {
+    if (injector_maybe_nonempty()) return true;
+    for (const auto& w : workers)
+        if (w->queue_depth() != 0) return true;
+    return false;
+}
+
+// ---------------------------------------------------------------- registry and cancellation
+
+void runtime_impl::registry_insert(fiber* f) noexcept {
+    shard& s = shards_[f->id % shard_count];
+    s.lock.lock();
+    f->reg_prev = nullptr;
+    f->reg_next = s.head;
+    if (s.head) s.head->reg_prev = f;
+    s.head = f;
+    s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // relaxed: under lock
+    s.lock.unlock();
+}
+
+void runtime_impl::registry_remove(fiber* f) noexcept {
+    shard& s = shards_[f->id % shard_count];
+    s.lock.lock();
+    if (f->reg_prev) f->reg_prev->reg_next = f->reg_next;
+    else s.head = f->reg_next;
+    if (f->reg_next) f->reg_next->reg_prev = f->reg_prev;
+    f->reg_prev = f->reg_next = nullptr;
+    s.count.store(s.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);  // relaxed: under lock
+    s.lock.unlock();
+}
+
+std::uint64_t runtime_impl::alive() const noexcept {
+    std::int64_t n = 0;
+    for (const auto& s : shards_) n += s.count.load(std::memory_order_relaxed);  // relaxed: statistics
+    return n > 0 ? static_cast<std::uint64_t>(n) : 0;
+}
+
+void runtime_impl::cancel(fiber* f) noexcept {
+    f->cancel_requested.store(true, std::memory_order_seq_cst);  // seq_cst: StoreLoad against the park hook (F3)
+    park_state expected = park_state::parked;
+    if (f->pstate.compare_exchange_strong(expected, park_state::woken, std::memory_order_seq_cst,  // seq_cst: F3
+                                          std::memory_order_relaxed)) {
+        f->reason = wake_reason::cancelled;
+        f->rt->schedule_woken(f);
+    }
+}
+
+void runtime_impl::cancel_all() noexcept {
+    for (auto& s : shards_) {
+        s.lock.lock();  // a registered fiber is alive while we hold the lock (R2, F1)
+        for (fiber* f = s.head; f; f = f->reg_next) cancel(f);
+        s.lock.unlock();
+    }
+}
+
+void runtime_impl::shutdown() {
+    std::lock_guard<std::mutex> lk(shutdown_mu_);
+    if (shut_down_) return;
+    if (worker* w = worker::current(); w && &w->rt() == this)
+        fatal("runtime::shutdown", "called from one of the runtime's own fibers (it would wait for itself)");
+    accepting_.store(false, std::memory_order_release);  // release: R1
+    // Cancel until nothing is alive: a sweep may miss a fiber whose spawn raced
+    // with accepting_ (R1), and cancelled fibers may still be unwinding.
+    for (;;) {
+        cancel_all();
+        if (alive() == 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    stop_.store(true, std::memory_order_release);  // release: pairs with stopping()
+    idle.wake_all();
+    for (auto& w : workers) w->wake_thread();
+    for (auto& w : workers) w->join();
+    WEFT_CHECK(!injector_maybe_nonempty());
+    shut_down_ = true;
+    log().debug("runtime '{}' shut down", opts.name);
+}
+
+// ---------------------------------------------------------------- diagnostics
+
+runtime_stats runtime_impl::stats() const {
+    runtime_stats st;
+    st.workers = workers.size();
+    st.fibers_alive = alive();
+    std::uint64_t parks = 0, unparks = 0;
+    for (const auto& w : workers) {
+        auto ld = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };  // relaxed: stats
+        st.spawned += ld(w->n_spawned);
+        st.switches += ld(w->n_switches);
+        st.steals += ld(w->n_steals);
+        parks += ld(w->n_parks);
+        unparks += ld(w->n_unparks);
+        st.worker_sleeps += ld(w->n_sleeps);
+        std::size_t d = w->queue_depth();
+        st.queue_depth.push_back(d);
+        st.fibers_runnable += d;
+    }
+    st.spawned += spawned_outside_.load(std::memory_order_relaxed);  // relaxed: statistics
+    st.parks = parks;
+    st.fibers_parked = parks > unparks ? parks - unparks : 0;
+    std::int64_t inj = injector_len_.load(std::memory_order_relaxed);  // relaxed: statistics
+    st.fibers_runnable += inj > 0 ? static_cast<std::uint64_t>(inj) : 0;
+    std::int64_t stacks = stacks_mapped.load(std::memory_order_relaxed);  // relaxed: statistics
+    st.stacks_mapped = stacks > 0 ? static_cast<std::uint64_t>(stacks) : 0;
+    st.guard_mode = guard_mode_name(process_guard_mode());
+    return st;
+}
+
+namespace {
+void json_string(std::ostringstream& os, std::string_view s) {
+    os << '"';
+    for (char c : s) {
+        if (c == '"' || c == '\\') os << '\\' << c;
+        else if (static_cast<unsigned char>(c) < 0x20) os << "\\u00" << "0123456789abcdef"[(c >> 4) & 0xf] << "0123456789abcdef"[c & 0xf];
+        else os << c;
+    }
+    os << '"';
+}
+}  // namespace
+
+std::string runtime_impl::dump_json() const {
+    std::ostringstream os;
+    os << '[';
+    bool first = true;
+    for (const auto& s : shards_) {
+        auto& lock = const_cast<spinlock&>(s.lock);
+        lock.lock();  // fibers stay allocated while registered (R2)
+        for (fiber* f = s.head; f; f = f->reg_next) {
+            const park_state ps = f->pstate.load(std::memory_order_relaxed);  // relaxed: diagnostics
+            const char* why = f->wait_reason.load(std::memory_order_relaxed);  // relaxed: diagnostics
+            const char* state = ps == park_state::parked || ps == park_state::parking ? "parked"
+                                : ps == park_state::woken                           ? "runnable"
+                                                                                    : "running_or_runnable";
+            f->meta_lock.lock();
+            std::string name = f->name;
+            f->meta_lock.unlock();
+            os << (first ? "" : ",") << "{\"id\":" << f->id << ",\"name\":";
+            json_string(os, name);
+            os << ",\"state\":\"" << state << "\",\"wait_reason\":";
+            if (why) json_string(os, why);
+            else os << "null";
+            os << ",\"worker\":" << f->last_worker.load(std::memory_order_relaxed) << '}';  // relaxed: diagnostics
+            first = false;
+        }
+        lock.unlock();
+    }
+    os << ']';
+    return os.str();
+}
+
+}  // namespace weft::detail
+
+// ==================================================================== public API
+
+namespace weft {
+
+runtime::runtime() : runtime(runtime_options{}) {}
+
+runtime::runtime(runtime_options opts) : impl_(new detail::runtime_impl(*this, std::move(opts))) {}
+
+runtime::~runtime() {
+    impl_->shutdown();
+    delete impl_;
+}
+
+void runtime::shutdown() { impl_->shutdown(); }
+runtime_stats runtime::stats() const { return impl_->stats(); }
+std::string runtime::dump_json() const { return impl_->dump_json(); }
+const runtime_options& runtime::options() const noexcept { return impl_->opts; }
+
+runtime* runtime::current() noexcept {
+    detail::worker* w = detail::worker::current();
+    return w ? &w->rt().owner : nullptr;
+}
+
+runtime& default_runtime() {
+    // Never destroyed: it lives until the process exits and its fibers are then
+    // abandoned, as goroutines are when main returns (DESIGN "Runtime").
+    static runtime* rt = new runtime(runtime_options{.name = "default"});
+    return *rt;
+}
+
+}  // namespace weft

@@ -1,0 +1,109 @@
+// The runtime's shared state: workers, injector, idle set and fiber registry.
+//
+// Ownership. Everything here is shared by all workers and by outside threads
+// that spawn or join; each member documents its own synchronisation.
+//
+// Invariants.
+//  R1 accepting_ is monotonic (true -> false). spawn() checks it before
+//     registering; shutdown() clears it first, then repeatedly cancels every
+//     registered fiber until none is alive, so a spawn that raced past the
+//     check is still cancelled by a later sweep.
+//  R2 A fiber is in the registry from spawn until it has finished (before its
+//     joiners are woken), so "fibers_alive == 0" means no task code can run.
+//  R3 injector_len_ (fibers, not chains) is incremented before a push and
+//     decremented after a pop, so injector_len_ == 0 implies the injector is
+//     empty (used as a cheap hint and by the lost-wake-up re-scan, idle.hpp D2).
+//  R4 An injector element is a chain of fibers linked by fiber::next_run, so
+//     a deque overflow of 128 fibers costs one queue operation (Go and Tokio
+//     batch their overflow the same way, under a lock).
+//
+// Memory orders: accepting_ release/acquire (a spawn that saw true happens
+// before the sweep that may miss it, R1's retry covers it); registry counts are
+// modified under the shard lock and read relaxed for statistics; the injector
+// is Boost.Lockfree's (release on push, acquire on pop).
+//
+// Lifecycle: see runtime::shutdown() and worker.hpp "Lifecycle".
+//
+// Tested by test/api/runtime_test.cpp.
+#pragma once
+#include "util/private.hpp"
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/lockfree/queue.hpp>
+
+#include <weft/runtime.hpp>
+
+#include "sched/fiber.hpp"
+#include "sched/idle.hpp"
+#include "sched/worker.hpp"
+#include "util/spinlock.hpp"
+
+namespace weft::detail {
+
+/// Applies defaults and the environment; throws std::invalid_argument.
+runtime_options resolve_options(runtime_options o);
+
+class runtime_impl {
+public:
+    runtime_impl(runtime& owner, runtime_options opts);
+    ~runtime_impl();
+
+    runtime& owner;
+    const runtime_options opts;
+
+    fiber* spawn(task_base* t, const spawn_attrs& attrs);
+    /// Makes a woken fiber runnable: this worker's LIFO slot, or the injector.
+    void schedule_woken(fiber* f) noexcept;
+    void post(fiber* f) noexcept;  // injector + notify
+    /// Posts the chain head -> ... (n fibers linked by next_run, last one null); R4.
+    void post_chain(fiber* head, std::size_t n) noexcept;
+    /// A chain (R4), or nullptr.
+    fiber* injector_pop() noexcept;
+    bool injector_maybe_nonempty() const noexcept {
+        return injector_len_.load(std::memory_order_relaxed) != 0;  // relaxed: hint; R3 for the re-scan
+    }
+    /// Any queue (injector or a deque) non-empty? For the re-scan before sleeping.
+    bool any_work_visible() const noexcept;
+
+    void registry_remove(fiber* f) noexcept;
+    /// Sets the cancel flag and wakes the fiber if it is parked (F3, F4).
+    static void cancel(fiber* f) noexcept;
+
+    void shutdown();
+    runtime_stats stats() const;
+    std::string dump_json() const;
+
+    bool stopping() const noexcept { return stop_.load(std::memory_order_acquire); }  // acquire: pairs with shutdown()
+
+    std::atomic<std::int64_t> stacks_mapped{0};  // stats; declared before the workers that use it
+    std::vector<std::unique_ptr<worker>> workers;
+    idle_set idle;
+
+private:
+    static constexpr std::size_t shard_count = 64;
+    struct alignas(64) shard {
+        spinlock lock;
+        fiber* head = nullptr;                 // guarded by lock
+        std::atomic<std::int64_t> count{0};    // modified under lock; read relaxed for stats
+    };
+
+    void registry_insert(fiber* f) noexcept;
+    std::uint64_t alive() const noexcept;
+    void cancel_all() noexcept;
+
+    std::array<shard, shard_count> shards_;
+    boost::lockfree::queue<fiber*> injector_{1024};
+    std::atomic<std::int64_t> injector_len_{0};  // R3
+    std::atomic<bool> accepting_{true};          // R1
+    std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> spawned_outside_{0};
+    std::mutex shutdown_mu_;
+    bool shut_down_ = false;  // guarded by shutdown_mu_
+};
+
+}  // namespace weft::detail

@@ -1,0 +1,425 @@
+#include "sched/worker.hpp"
+
+#include <pthread.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include <weft/error.hpp>
+
+#include "diag/overflow.hpp"
+#include "sched/runtime_impl.hpp"
+#include "sync/wait_queue.hpp"
+#include "util/check.hpp"
+#include "util/futex.hpp"
+#include "util/log.hpp"
+
+namespace weft::detail {
+
+namespace {
+// initial-exec: read by the SIGSEGV handler (diag/overflow.cpp), which must not
+// call __tls_get_addr. Only ever read through worker::current() (never inlined).
+thread_local worker* tls_worker __attribute__((tls_model("initial-exec"))) = nullptr;
+}  // namespace
+
+worker* current_worker_for_signal() noexcept { return tls_worker; }
+
+__attribute__((noinline, noipa)) worker* worker::current() noexcept { return tls_worker; }
+
+worker::worker(runtime_impl& rt, unsigned index, std::size_t deque_capacity)
+    : rt_(rt),
+      index_(index),
+      dq_(deque_capacity),
+      stacks_(rt.opts.stack_size, rt.opts.guard_pages, rt.stacks_mapped),
+      rng_(0x9e3779b9u * (index + 1)) {}
+
+void worker::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void worker::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+std::size_t worker::queue_depth() const noexcept {
+    return dq_.size() + (lifo_full.load(std::memory_order_relaxed) ? 1 : 0);  // relaxed: stats
+}
+
+std::uint32_t worker::next_random() noexcept {  // xorshift32: victim choice only
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 17;
+    rng_ ^= rng_ << 5;
+    return rng_;
+}
+
+void worker::wake_thread() noexcept { futex_wake(sleep_word, 1); }
+
+// ---------------------------------------------------------------- queues
+
+void worker::push_local(fiber* f) noexcept {
+    if (dq_.push(f)) return;
+    // Full: move the older half to the injector as one chain (Go's runqputslow; R4).
+    fiber* head = nullptr;
+    fiber* tail = nullptr;
+    std::size_t n = 0;
+    for (std::size_t i = 0, half = dq_.capacity() / 2; i < half; ++i) {
+        fiber* g = dq_.pop_oldest();
+        if (!g) break;
+        g->next_run = nullptr;
+        (tail ? tail->next_run : head) = g;
+        tail = g;
+        ++n;
+    }
+    if (head) rt_.post_chain(head, n);
+    if (!dq_.push(f)) rt_.post(f);
+}
+
+fiber* worker::take_injected() noexcept {
+    fiber* chain = rt_.injector_pop();
+    if (!chain) return nullptr;
+    fiber* rest = std::exchange(chain->next_run, nullptr);
+    bool pushed = false;
+    while (rest) {
+        fiber* nx = rest->next_run;
+        rest->next_run = nullptr;
+        if (!dq_.push(rest)) {
+            rest->next_run = nx;
+            std::size_t n = 0;
+            for (fiber* g = rest; g; g = g->next_run) ++n;
+            rt_.post_chain(rest, n);
+            break;
+        }
+        pushed = true;
+        rest = nx;
+    }
+    if (pushed) rt_.idle.notify_one();  // the rest of the chain is stealable now
+    return chain;
+}
+
+void worker::yq_push(fiber* f) noexcept {
+    f->next_run = nullptr;
+    (yq_tail_ ? yq_tail_->next_run : yq_head_) = f;
+    yq_tail_ = f;
+}
+
+fiber* worker::yq_pop() noexcept {
+    fiber* f = yq_head_;
+    if (f) {
+        yq_head_ = std::exchange(f->next_run, nullptr);
+        if (!yq_head_) yq_tail_ = nullptr;
+    }
+    return f;
+}
+
+void worker::yq_flush() noexcept {
+    if (!yq_head_) return;
+    while (fiber* f = yq_pop()) push_local(f);
+    rt_.idle.notify_one();  // W5: now stealable
+}
+
+void worker::schedule_spawned(fiber* f) noexcept {
+    push_local(f);
+    rt_.idle.notify_one();
+}
+
+void worker::set_lifo(fiber* f) noexcept {
+    lifo_ = f;
+    lifo_full.store(f != nullptr, std::memory_order_relaxed);  // relaxed: stats mirror
+}
+
+void worker::schedule_woken(fiber* f) noexcept {
+#if WEFT_CHAOS
+    if (next_random() & 1) {  // chaos: sometimes bypass the LIFO slot
+        schedule_spawned(f);
+        return;
+    }
+#endif
+    fiber* prev = lifo_;
+    set_lifo(f);
+    if (prev) schedule_spawned(prev);  // the displaced fiber becomes stealable: tell the idle
+}
+
+fiber* worker::admit(fiber* f) noexcept {
+    if (f->started) return f;
+    if (f->cancel_requested.load(std::memory_order_relaxed)) {  // relaxed: F4 is monotonic; a late request is seen at the first park
+        finish_unstarted(f, std::make_exception_ptr(operation_cancelled()));
+        return nullptr;
+    }
+    return f;
+}
+
+fiber* worker::pick() noexcept {
+    for (;;) {
+        fiber* f = nullptr;
+        if (++tick_ % fairness_interval == 0) {  // W3: the oldest work first now and then
+            yq_flush();                          // W5
+            f = take_injected();
+            if (!f) f = dq_.pop_oldest();
+        }
+        if (!f && lifo_) {
+            if (lifo_streak_ < lifo_max_streak) {
+                ++lifo_streak_;
+                f = lifo_;
+                set_lifo(nullptr);
+            } else {
+                push_local(lifo_);  // streak exhausted: behind the others
+                set_lifo(nullptr);
+            }
+        }
+        if (!f) {
+            lifo_streak_ = 0;
+            f = dq_.pop();
+        }
+        if (!f) f = yq_pop();
+        if (!f) f = take_injected();
+        if (!f) return nullptr;
+        if ((f = admit(f))) return f;
+    }
+}
+
+fiber* worker::pick_for_yield() noexcept {
+    for (;;) {
+        fiber* f = nullptr;
+        if (++tick_ % fairness_interval == 0 || (yq_head_ && rt_.idle.someone_sleeps())) {  // W5
+            yq_flush();  // W5
+            f = take_injected();
+        }
+        if (!f && lifo_) {
+            f = lifo_;
+            set_lifo(nullptr);
+        }
+        if (!f && dq_.owner_nonempty()) f = dq_.pop_oldest();  // W3: round robin among yielders
+        if (!f) f = yq_pop();
+        if (!f) f = take_injected();
+        if (!f) return nullptr;
+        if ((f = admit(f))) return f;
+    }
+}
+
+fiber* worker::search() noexcept {
+    if (!searching_) {
+        if (!rt_.idle.transition_to_searching()) return nullptr;
+        searching_ = true;
+    }
+    fiber* found = take_injected();
+    const std::size_t n = rt_.workers.size();
+    if (!found && n > 1) {
+        const std::size_t start = next_random() % n;
+        for (std::size_t i = 0; i < n && !found; ++i) {
+            worker* v = rt_.workers[(start + i) % n].get();
+            if (v == this) continue;
+            found = v->steal();
+            if (!found) continue;
+            bump(n_steals);
+            // Steal half: move up to half of what is left into our own deque.
+            for (std::size_t k = v->dq_.size() / 2; k > 0; --k) {
+                fiber* more = v->steal();
+                if (!more) break;
+                bump(n_steals);
+                if (!dq_.push(more)) {
+                    rt_.post(more);
+                    break;
+                }
+            }
+        }
+    }
+    if (found) {
+        stop_searching();
+        found = admit(found);
+    }
+    return found;
+}
+
+void worker::stop_searching() noexcept {
+    if (!searching_) return;
+    searching_ = false;
+    if (rt_.idle.transition_from_searching()) rt_.idle.notify_one();  // D2: the last searcher hands over
+}
+
+fiber* worker::spin() noexcept {
+    // Only searching workers spin (idle.hpp limits them to half the workers), and
+    // only briefly: a burst of short fibers should not pay a futex wake per fiber.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_micros);
+    do {
+        for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
+        if (fiber* f = search()) return f;
+        if (rt_.stopping()) return nullptr;
+    } while (std::chrono::steady_clock::now() < until);
+    return nullptr;
+}
+
+void worker::sleep() noexcept {
+    const bool was_searching = searching_;
+    searching_ = false;
+    const bool last = rt_.idle.transition_to_parked(this, was_searching);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // StoreLoad: state_ RMW before the re-scan (idle.hpp D2)
+    (void)last;  // every sleeper re-scans (D2 needs only the last searcher to; sleeping is the slow path)
+    if (rt_.any_work_visible()) rt_.idle.notify_one();  // may wake ourselves
+    bump(n_sleeps);
+    while (sleep_word.load(std::memory_order_acquire) == 1 && !rt_.stopping())  // acquire: pairs with the waker's release
+        futex_wait(sleep_word, 1);
+    searching_ = true;  // D3: a woken worker is counted as searching
+}
+
+void worker::run() noexcept {
+    tls_worker = this;
+    init_thread_context(sched_ctx_);
+    install_thread_altstack();
+    {
+        char name[16];
+        std::snprintf(name, sizeof name, "weft-w%u", index_);
+        ::pthread_setname_np(::pthread_self(), name);
+    }
+    for (;;) {
+        fiber* f = pick();
+        if (f) stop_searching();  // a woken worker is counted as searching (D3) until it finds work
+        else f = search();
+        if (!f && searching_) f = spin();
+        if (f) {
+            resume_from_scheduler(f);
+            continue;
+        }
+        if (rt_.stopping()) break;
+        sleep();
+    }
+    stop_searching();
+    stacks_.clear();
+    remove_thread_altstack();
+    tls_worker = nullptr;
+}
+
+// ---------------------------------------------------------------- switching
+
+bool worker::prepare(fiber* f) noexcept {
+    if (f->started) return true;
+    try {
+        f->stk = stacks_.get();
+    } catch (...) {
+        log().error("cannot start fiber {}: no stack could be mapped", f->id);
+        finish_unstarted(f, std::current_exception());
+        return false;
+    }
+    f->started = true;
+    make_context(f->ctx, f->stk.lo, f->stk.size, &worker::fiber_main);
+    return true;
+}
+
+void worker::resume_from_scheduler(fiber* f) noexcept {
+    if (!prepare(f)) return;
+    current_ = f;
+    f->last_worker.store(static_cast<int>(index_), std::memory_order_relaxed);  // relaxed: diagnostics
+    bump(n_switches);
+    pending_from_ = &sched_ctx_;
+    pending_ = action::none;
+    transfer t = switch_to(sched_ctx_, f->ctx, this);
+    static_cast<worker*>(t.data)->complete_switch(t);  // t.data == this: the scheduler never migrates
+}
+
+inline __attribute__((always_inline)) void worker::complete_switch(transfer t) noexcept {
+    pending_from_->fctx = t.fctx;  // W1: record the leaver's context before publishing it
+    fiber* f = pending_fiber_;
+    switch (std::exchange(pending_, action::none)) {
+        case action::none:
+            break;
+        case action::requeue:
+            yq_push(f);  // W5
+            break;
+        case action::park: {
+            bump(n_parks);
+            // seq_cst: StoreLoad against the canceller (fiber.hpp F3): store `parked`, then read the request.
+            f->pstate.store(park_state::parked, std::memory_order_seq_cst);
+            if (f->cancel_requested.load(std::memory_order_seq_cst)) runtime_impl::cancel(f);
+            pending_unlock_(pending_arg_);  // W1: only now may a waker find and resume f
+            break;
+        }
+        case action::exited: {
+            destroy_context(f->ctx);
+            stacks_.put(f->stk);
+            f->stk = stack{};
+            f->release();  // the runtime's reference (F1)
+            break;
+        }
+    }
+}
+
+inline __attribute__((always_inline)) worker* worker::switch_away(fiber* self, fiber* next, action a,
+                                                                   bool exiting) noexcept {
+    while (next && !prepare(next)) next = pick();
+    pending_ = a;
+    pending_fiber_ = self;
+    pending_from_ = &self->ctx;
+    current_ = next;
+    exec_context* to = &sched_ctx_;
+    if (next) {
+        next->last_worker.store(static_cast<int>(index_), std::memory_order_relaxed);  // relaxed: diagnostics
+        bump(n_switches);
+        to = &next->ctx;
+    }
+    transfer t = switch_to(self->ctx, *to, this, exiting);
+    // Resumed, possibly on another worker: `this` is stale from here on.
+    worker* now = static_cast<worker*>(t.data);
+    now->complete_switch(t);
+    return now;
+}
+
+worker* worker::yield_current() noexcept {
+    fiber* self = current_;
+    fiber* next = yq_head_;
+    // Fast path (W3): nothing in the LIFO slot or the deque, not a fairness
+    // tick, and the ring's head already started: round robin, no atomics.
+    if (next && next->started && !lifo_ && --yield_countdown_ != 0 && !dq_.owner_nonempty()) {
+        yq_head_ = std::exchange(next->next_run, nullptr);
+        if (!yq_head_) yq_tail_ = nullptr;
+    } else {
+        yield_countdown_ = fairness_interval;
+        next = pick_for_yield();
+        if (!next) return this;
+    }
+    return switch_away(self, next, action::requeue);
+}
+
+worker* worker::park_current(void (*unlock)(void*), void* arg) noexcept {
+    fiber* self = current_;
+    self->pstate.store(park_state::parking, std::memory_order_relaxed);  // relaxed: only the hook and claimers read it, after the switch
+    pending_unlock_ = unlock;
+    pending_arg_ = arg;
+    worker* now = switch_away(self, pick(), action::park);
+    bump(now->n_unparks);
+    self->pstate.store(park_state::running, std::memory_order_relaxed);  // relaxed: claimers only CAS from `parked`
+    return now;
+}
+
+void finish_and_wake_joiners(fiber* f) noexcept {
+    f->join_lock.lock();
+    f->finished.store(true, std::memory_order_release);  // release: publishes the task's result to is_finished() (F2)
+    // Unlink and wake under the lock: a cancelled joiner re-takes it to unlink itself (Q3).
+    while (waiter* w = f->joiners.pop_front()) (void)unpark_waiter(*w);
+    f->join_lock.unlock();
+}
+
+void worker::finish_unstarted(fiber* f, std::exception_ptr why) noexcept {
+    f->task->not_started = std::move(why);
+    f->started = true;
+    rt_.registry_remove(f);  // R2, then wake joiners (F2)
+    finish_and_wake_joiners(f);
+    f->release();  // the runtime's reference (F1)
+}
+
+void worker::exit_current() noexcept {
+    fiber* self = current_;
+    rt_.registry_remove(self);  // R2
+    finish_and_wake_joiners(self);
+    switch_away(self, pick(), action::exited, /*exiting=*/true);
+    fatal("worker::exit_current", "a finished fiber was resumed");
+}
+
+void worker::fiber_main(transfer t) noexcept {
+    enter_first_time();
+    worker* w = static_cast<worker*>(t.data);
+    w->complete_switch(t);
+    fiber* self = w->current_;
+    self->task->run();
+    worker::current()->exit_current();  // run() may have migrated us
+}
+
+}  // namespace weft::detail

@@ -1,0 +1,186 @@
+// Workers: the OS threads that run fibers, and how a fiber leaves a worker.
+//
+// Vocabulary (after Go's proc.go G/M/P).
+//  - worker: one OS thread with a scheduler context (its own stack), a
+//    Chase–Lev deque (sched/deque.hpp), a one-fiber LIFO slot and a stack cache.
+//  - injector: the runtime-wide MPMC queue (Boost.Lockfree) for fibers spawned
+//    or woken off-worker and for deque overflow.
+//  - schedule: put a fiber on *this* worker's queues; post: put it on the
+//    injector (any thread). suspend/resume are for fibers, park/unpark for
+//    worker threads (sched/idle.hpp) — and "park" also names a fiber blocking
+//    on a waiter list (sync/wait_queue.hpp), the one primitive every blocking
+//    call uses.
+//  - post-switch action: what the side that *arrives* after a switch does on
+//    behalf of the side that left: requeue it (yield), publish it as parked and
+//    release the lock that guards its waiter entry (park), or free its stack
+//    (exit). This is the "unlock after switch" rule.
+//
+// Ownership. Everything in a worker except `dq_` (stealers), the statistics
+// atomics (readers) and `sleep_word` (idle_set) is touched only by its own
+// thread: by the scheduler loop or by the fiber it is running. Fibers migrate:
+// a fiber may suspend on one worker and resume on another, so code must not
+// keep a worker pointer (or any thread_local address) across a switch; every
+// switch returns the worker that resumed the caller.
+//
+// Invariants.
+//  W1 A fiber's saved context is recorded (by the arriving side) before the
+//     fiber is published anywhere another thread can find it: requeued, made
+//     claimable as parked, or its waiter-list lock released.
+//  W2 A fiber is in at most one place: one deque, one LIFO slot, the injector,
+//     running on one worker, or parked on one waiter list.
+//  W3 pick order, per tick: every `fairness_interval`th tick the injector and
+//     the oldest deque item come first; otherwise the LIFO slot (at most
+//     `lifo_max_streak` times in a row, so two fibers waking each other cannot
+//     starve the rest), then the newest deque item, then the yield ring, then
+//     the injector. A yield takes the LIFO slot, then the oldest deque item,
+//     then the yield ring's head (round robin among yielders).
+//  W5 The yield ring (yielded fibers, FIFO, private: no atomics) is moved into
+//     the deque, where thieves can see it, every fairness tick and whenever
+//     some worker sleeps; so a yielding fiber is stealable within one tick
+//     interval, and a worker with a non-empty ring never sleeps.
+//  W4 A fiber that never started gets its stack when first picked; one that
+//     was cancelled before that is finished without running (task not run).
+//
+// Memory orders: the deque and the injector carry the release/acquire pairs
+// that hand a fiber (and its saved context) to another thread (deque.hpp I2);
+// the LIFO slot and the pending action are thread-local. Statistics are
+// relaxed atomics written by their worker only (load + store, no RMW).
+//
+// Lifecycle.
+//  1 runtime_impl constructs every worker, then starts their threads (a worker
+//    may steal from any other as soon as it runs, so all must exist first).
+//  2 The thread records its scheduler context, installs the alternate signal
+//    stack for overflow reports, and loops: pick, search, park.
+//  3 At shutdown the runtime first waits for every fiber to finish, then sets
+//    stop and wakes every worker; the loop exits only with empty queues, and
+//    the thread frees its stack cache. Stopping last is what makes freeing the
+//    caches safe: no fiber can exit onto a worker that is gone.
+//
+// Rejected: switching always through the scheduler context (two jumps per
+// switch; fiber-to-fiber direct switches halve yield cost); a stealable LIFO
+// slot (an atomic exchange on every wake; Tokio's trade-off, same as ours).
+//
+// Tested by test/api/runtime_test.cpp, test/stress/*, test/death/*.
+#pragma once
+#include "util/private.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+#include "context/stack.hpp"
+#include "context/switch.hpp"
+#include "sched/deque.hpp"
+#include "sched/fiber.hpp"
+
+namespace weft::detail {
+
+class runtime_impl;
+
+/// Marks f finished and wakes every joiner (fiber.hpp F2).
+void finish_and_wake_joiners(fiber* f) noexcept;
+
+class worker {
+public:
+    static constexpr std::uint32_t fairness_interval = 61;  // prime, as Go's schedtick % 61
+    static constexpr std::uint32_t lifo_max_streak = 16;
+    static constexpr int spin_micros = 50;  // a searching worker looks this long before sleeping
+
+    worker(runtime_impl& rt, unsigned index, std::size_t deque_capacity);
+    worker(const worker&) = delete;
+    worker& operator=(const worker&) = delete;
+
+    void start();
+    void join();
+
+    /// The worker of the calling thread, or nullptr. Never inlined: callers
+    /// after a switch must see the thread they now run on.
+    static worker* current() noexcept;
+
+    runtime_impl& rt() const noexcept { return rt_; }
+    unsigned index() const noexcept { return index_; }
+    fiber* running() const noexcept { return current_; }
+
+    // --- this worker's thread only ---
+    void count_spawn() noexcept { bump(n_spawned); }
+    /// A spawned fiber: newest end of the deque (overflow to the injector).
+    void schedule_spawned(fiber* f) noexcept;
+    /// A woken fiber: the LIFO slot (the previous occupant moves to the deque).
+    void schedule_woken(fiber* f) noexcept;
+
+    /// The running fiber lets others run first. Returns the worker it resumed on.
+    worker* yield_current() noexcept;
+    /// The running fiber parks: after the switch, `unlock(arg)` runs on the
+    /// arriving side (W1). Returns the worker it resumed on.
+    worker* park_current(void (*unlock)(void*), void* arg) noexcept;
+    /// The running fiber has finished; never returns.
+    [[noreturn]] void exit_current() noexcept;
+
+    /// Entry point of every fiber (first resumption).
+    static void fiber_main(transfer t) noexcept;
+
+    // --- any thread ---
+    fiber* steal() noexcept { return dq_.steal(); }
+    std::size_t queue_depth() const noexcept;
+    void wake_thread() noexcept;  // idle_set and shutdown only
+
+    std::atomic<std::uint32_t> sleep_word{0};  // 1: asleep; guarded by idle_set::mu_ for writes
+
+    // statistics: written by this worker only (relaxed load+store), read by anyone
+    std::atomic<std::uint64_t> n_switches{0}, n_steals{0}, n_spawned{0}, n_parks{0}, n_unparks{0}, n_sleeps{0};
+    std::atomic<bool> lifo_full{false};  // relaxed mirror of lifo_ for stats
+
+private:
+    enum class action : std::uint8_t { none, requeue, park, exited };
+
+    void run() noexcept;
+    fiber* pick() noexcept;           // W3, with W4 applied
+    fiber* pick_for_yield() noexcept;
+    fiber* admit(fiber* f) noexcept;  // W4: nullptr if f was finished without running
+    fiber* search() noexcept;
+    fiber* take_injected() noexcept;
+    void yq_push(fiber* f) noexcept;
+    fiber* yq_pop() noexcept;
+    void yq_flush() noexcept;
+    void stop_searching() noexcept;
+    fiber* spin() noexcept;
+    void sleep() noexcept;
+    void push_local(fiber* f) noexcept;
+    void resume_from_scheduler(fiber* f) noexcept;
+    worker* switch_away(fiber* self, fiber* next, action a, bool exiting = false) noexcept;
+    void complete_switch(transfer t) noexcept;
+    bool prepare(fiber* f) noexcept;
+    void finish_unstarted(fiber* f, std::exception_ptr why) noexcept;
+    void set_lifo(fiber* f) noexcept;
+    std::uint32_t next_random() noexcept;
+
+    static void bump(std::atomic<std::uint64_t>& c) noexcept {
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // relaxed: single writer, stats
+    }
+
+    runtime_impl& rt_;
+    const unsigned index_;
+    ws_deque<fiber> dq_;
+    stack_cache stacks_;
+    exec_context sched_ctx_;
+    fiber* current_ = nullptr;
+    fiber* lifo_ = nullptr;
+    std::uint32_t lifo_streak_ = 0;
+    std::uint32_t tick_ = 0;
+    std::uint32_t yield_countdown_ = fairness_interval;
+    std::uint32_t rng_;
+    fiber* yq_head_ = nullptr;  // yield ring (W5)
+    fiber* yq_tail_ = nullptr;
+    bool searching_ = false;
+
+    // post-switch action, written by the leaving side, run by the arriving side
+    action pending_ = action::none;
+    fiber* pending_fiber_ = nullptr;
+    exec_context* pending_from_ = nullptr;
+    void (*pending_unlock_)(void*) = nullptr;
+    void* pending_arg_ = nullptr;
+
+    std::thread thread_;
+};
+
+}  // namespace weft::detail

@@ -1,0 +1,34 @@
+// The waiter record and its intrusive list; see sync/wait_queue.hpp for the
+// protocol. Split out so that fiber.hpp can hold a waiter list (its joiners).
+#pragma once
+#include "util/private.hpp"
+
+#include <atomic>
+#include <cstdint>
+
+namespace weft::detail {
+
+struct fiber;
+
+struct waiter {
+    fiber* f = nullptr;                // null: a plain thread
+    std::atomic<std::uint32_t> word{0};  // thread waiters: 1 once woken
+    waiter* next = nullptr;
+    waiter* prev = nullptr;
+    bool linked = false;
+};
+
+/// An intrusive FIFO of waiters; the owner's lock guards it.
+class waiter_list {
+public:
+    bool empty() const noexcept { return head_ == nullptr; }
+    void push_back(waiter& w) noexcept;
+    waiter* pop_front() noexcept;
+    void remove(waiter& w) noexcept;
+
+private:
+    waiter* head_ = nullptr;
+    waiter* tail_ = nullptr;
+};
+
+}  // namespace weft::detail

@@ -1,0 +1,386 @@
+// weft::runtime: options, block_on, current(), stats(), dump_json(), shutdown.
+// Public API only (weft_dep): this file must compile without src/.
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <weft/weft.hpp>
+
+#include "runtime_fixture.hpp"
+
+using namespace std::chrono_literals;
+using weft_test::eventually;
+using weft_test::scaled;
+using weft_test::yield_until;
+
+INSTANTIATE_TEST_SUITE_P(Workers, RuntimeTest, testing::Values(1, 2, 4), worker_count_name);
+
+namespace {
+
+constexpr std::size_t kib = 1024;
+constexpr std::size_t gib = 1024 * 1024 * 1024;
+
+/// Sets (or unsets) one environment variable for the scope and restores it.
+class scoped_env {
+public:
+    scoped_env(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        if (value)
+            ::setenv(name, value, 1);
+        else
+            ::unsetenv(name);
+    }
+    ~scoped_env() {
+        if (old_)
+            ::setenv(name_, old_->c_str(), 1);
+        else
+            ::unsetenv(name_);
+    }
+    scoped_env(const scoped_env&) = delete;
+    scoped_env& operator=(const scoped_env&) = delete;
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+struct custom_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+}  // namespace
+
+// --- runtime_options -------------------------------------------------------
+
+TEST(RuntimeOptions, RejectsStackSizeBelowSixteenKiB) {
+    EXPECT_THROW(weft::runtime(weft::runtime_options{.stack_size = 1}), std::invalid_argument);
+    EXPECT_THROW(weft::runtime(weft::runtime_options{.stack_size = 16 * kib - 1}), std::invalid_argument);
+}
+
+TEST(RuntimeOptions, RejectsStackSizeAboveOneGiB) {
+    EXPECT_THROW(weft::runtime(weft::runtime_options{.stack_size = 2 * gib}), std::invalid_argument);
+}
+
+TEST(RuntimeOptions, RejectsTooManyWorkers) {
+    EXPECT_THROW(weft::runtime(weft::runtime_options{.workers = 100000}), std::invalid_argument);
+    EXPECT_THROW(weft::runtime(weft::runtime_options{.workers = 1025}), std::invalid_argument);
+}
+
+TEST(RuntimeOptions, RejectsTooManyGuardPages) {
+    EXPECT_THROW(weft::runtime(weft::runtime_options{.workers = 1, .guard_pages = 257}), std::invalid_argument);
+}
+
+TEST(RuntimeOptions, AcceptsTheLimits) {
+    {
+        weft::runtime rt(weft::runtime_options{.workers = 1, .stack_size = 16 * kib});
+        EXPECT_EQ(rt.options().workers, 1u);
+        EXPECT_GE(rt.options().stack_size, 16 * kib);
+        EXPECT_EQ(rt.block_on([] { return 7; }), 7);
+    }
+    {
+        // Only constructed: a 1 GiB stack is legal, but no fiber is spawned.
+        weft::runtime rt(weft::runtime_options{.workers = 1, .stack_size = gib, .guard_pages = 256});
+        EXPECT_EQ(rt.options().stack_size, gib);
+        EXPECT_EQ(rt.options().guard_pages, 256u);
+    }
+}
+
+TEST(RuntimeOptions, DefaultsAreApplied) {
+    scoped_env w("WEFT_WORKERS", nullptr);
+    scoped_env s("WEFT_STACK_SIZE", nullptr);
+    weft::runtime rt;
+    const auto& o = rt.options();
+    const unsigned hc = std::thread::hardware_concurrency();
+    if (hc != 0) {
+        EXPECT_EQ(o.workers, hc);
+    }
+    EXPECT_GE(o.workers, 1u);
+    EXPECT_EQ(o.stack_size, (weft_test::sanitized ? 4 : 1) * 256 * kib);
+    EXPECT_EQ(o.guard_pages, 1u);
+    EXPECT_EQ(o.name, "weft");
+    EXPECT_EQ(rt.stats().workers, o.workers);
+}
+
+TEST(RuntimeOptions, EnvironmentOverridesDefaults) {
+    scoped_env w("WEFT_WORKERS", "3");
+    scoped_env s("WEFT_STACK_SIZE", "64K");
+    weft::runtime rt;
+    EXPECT_EQ(rt.options().workers, 3u);
+    EXPECT_EQ(rt.options().stack_size, 64 * kib);
+    EXPECT_EQ(rt.stats().workers, 3u);
+}
+
+TEST(RuntimeOptions, ExplicitMemberWinsOverEnvironment) {
+    scoped_env w("WEFT_WORKERS", "3");
+    scoped_env s("WEFT_STACK_SIZE", "64K");
+    weft::runtime rt(weft::runtime_options{.workers = 2, .stack_size = 128 * kib});
+    EXPECT_EQ(rt.options().workers, 2u);
+    EXPECT_EQ(rt.options().stack_size, 128 * kib);
+}
+
+TEST(RuntimeOptions, UnparsableEnvironmentThrows) {
+    {
+        scoped_env w("WEFT_WORKERS", "many");
+        EXPECT_THROW(weft::runtime{}, std::invalid_argument);
+    }
+    {
+        scoped_env s("WEFT_STACK_SIZE", "12Q");
+        EXPECT_THROW(weft::runtime(weft::runtime_options{.workers = 1}), std::invalid_argument);
+    }
+}
+
+// --- block_on and current() -----------------------------------------------
+
+TEST_P(RuntimeTest, BlockOnReturnsTheValue) {
+    EXPECT_EQ(rt.block_on([] { return 42; }), 42);
+    EXPECT_EQ(rt.block_on([](int a, int b) { return a * b; }, 6, 7), 42);
+    EXPECT_EQ(rt.block_on([] { return std::string("fiber"); }), "fiber");
+}
+
+TEST_P(RuntimeTest, BlockOnRethrowsTheException) {
+    try {
+        rt.block_on([]() -> int { throw custom_error("from the fiber"); });
+        FAIL() << "block_on did not rethrow";
+    } catch (const custom_error& e) {
+        EXPECT_STREQ(e.what(), "from the fiber");
+    }
+}
+
+TEST_P(RuntimeTest, BlockOnFromAFiberNests) {
+    EXPECT_EQ(rt.block_on([&] { return rt.block_on([] { return 2; }) + 1; }), 3);
+}
+
+TEST(Runtime, CurrentIsNullOnAPlainThread) {
+    EXPECT_EQ(weft::runtime::current(), nullptr);
+    EXPECT_FALSE(weft::this_fiber::in_fiber());
+}
+
+TEST_P(RuntimeTest, CurrentIsTheRuntimeInsideItsFibers) {
+    EXPECT_EQ(rt.block_on([] { return weft::runtime::current(); }), &rt);
+    EXPECT_TRUE(rt.block_on([] { return weft::this_fiber::in_fiber(); }));
+    // A grandchild spawned with the free function lands on the same runtime.
+    auto* inner = rt.block_on([] { return weft::spawn([] { return weft::runtime::current(); }).join(); });
+    EXPECT_EQ(inner, &rt);
+    EXPECT_EQ(weft::runtime::current(), nullptr);
+}
+
+TEST(Runtime, DefaultRuntimeServesPlainThreads) {
+    weft::runtime& d = weft::default_runtime();
+    EXPECT_EQ(&d, &weft::default_runtime());
+    EXPECT_GE(d.stats().workers, 1u);
+    EXPECT_EQ(weft::spawn([] { return weft::runtime::current(); }).join(), &d);
+}
+
+// --- shutdown ---------------------------------------------------------------
+
+TEST_P(RuntimeTest, SpawnAfterShutdownThrowsRuntimeShutDown) {
+    rt.shutdown();
+    try {
+        rt.spawn([] { return 1; });
+        FAIL() << "spawn after shutdown did not throw";
+    } catch (const weft::fiber_error& e) {
+        EXPECT_EQ(e.code(), weft::errc::runtime_shut_down) << e.what();
+    }
+}
+
+TEST_P(RuntimeTest, BlockOnAfterShutdownThrowsRuntimeShutDown) {
+    rt.shutdown();
+    try {
+        rt.block_on([] { return 1; });
+        FAIL() << "block_on after shutdown did not throw";
+    } catch (const weft::fiber_error& e) {
+        EXPECT_EQ(e.code(), weft::errc::runtime_shut_down) << e.what();
+    }
+}
+
+TEST_P(RuntimeTest, ShutdownIsIdempotent) {
+    EXPECT_EQ(rt.block_on([] { return 1; }), 1);
+    rt.shutdown();
+    rt.shutdown();
+    EXPECT_EQ(rt.stats().fibers_alive, 0u);
+}
+
+TEST(RuntimeShutdown, ReturnsWithThousandsOfFibersStillQueued) {
+    const std::size_t n = scaled(10000);
+    weft::runtime rt(weft::runtime_options{.workers = 1});
+    std::atomic<std::size_t> ran{0};
+    const auto spawned_before = rt.stats().spawned;
+    rt.block_on([&] {
+        for (std::size_t i = 0; i < n; ++i)
+            weft::spawn([&ran] { ran.fetch_add(1, std::memory_order_relaxed); });  // handle dropped: detached
+    });
+    rt.shutdown();
+    const auto s = rt.stats();
+    EXPECT_EQ(s.fibers_alive, 0u);
+    EXPECT_EQ(s.spawned - spawned_before, n + 1);  // n children and the block_on fiber
+    EXPECT_LE(ran.load(), n);
+}
+
+TEST(RuntimeShutdown, JoinOfNeverStartedFiberThrowsOperationCancelled) {
+    weft::runtime rt(weft::runtime_options{.workers = 1});
+    std::atomic<bool> release{false};
+    std::atomic<bool> victim_spawned{false};
+    std::atomic<bool> victim_ran{false};
+    weft::join_handle<int> victim;
+
+    auto blocker = rt.spawn([&] {
+        victim = weft::spawn([&] {
+            victim_ran.store(true);
+            return 1;
+        });
+        victim_spawned.store(true, std::memory_order_release);
+        // Hold the only worker without yielding, so the victim stays queued
+        // until shutdown has cancelled it. Bounded in case of a bug.
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (!release.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < deadline) {
+        }
+    });
+    ASSERT_TRUE(eventually([&] { return victim_spawned.load(std::memory_order_acquire); }));
+
+    std::thread stopper([&] { rt.shutdown(); });
+    // Shutdown has begun once spawns are refused.
+    const bool refusing = eventually([&] {
+        try {
+            rt.spawn([] {}).detach();
+            return false;
+        } catch (const weft::fiber_error& e) {
+            return e.code() == weft::errc::runtime_shut_down;
+        }
+    });
+    EXPECT_TRUE(refusing);
+    // Give shutdown time to mark the queued fibers (not a speed assertion:
+    // shutdown cannot finish before the blocker is released anyway).
+    std::this_thread::sleep_for(100ms);
+    release.store(true, std::memory_order_release);
+    stopper.join();
+
+    EXPECT_THROW(victim.join(), weft::operation_cancelled);
+    EXPECT_FALSE(victim_ran.load());
+    EXPECT_NO_THROW(blocker.join());  // it was running, so it finished normally
+    EXPECT_EQ(rt.stats().fibers_alive, 0u);
+}
+
+TEST_P(RuntimeTest, ShutdownWakesFibersParkedForever) {
+    // Two fibers join each other: both park and nothing will ever wake them
+    // but shutdown's cancellation.
+    weft::join_handle<void> a;
+    weft::join_handle<void> b;
+    std::atomic<bool> ready{false};
+    std::atomic<int> cancelled{0};
+    auto body = [&](weft::join_handle<void>* other) {
+        if (!yield_until([&] { return ready.load(std::memory_order_acquire); })) return;
+        try {
+            other->join();
+        } catch (const weft::operation_cancelled&) {
+            cancelled.fetch_add(1);
+        }
+    };
+    a = rt.spawn(body, &b);
+    b = rt.spawn(body, &a);
+    ready.store(true, std::memory_order_release);
+    ASSERT_TRUE(eventually([&] { return rt.stats().fibers_parked >= 2; })) << rt.dump_json();
+
+    std::atomic<bool> returned{false};
+    std::thread stopper([&] {
+        rt.shutdown();
+        returned.store(true);
+    });
+    // Bounded so that a hang fails the test instead of the whole executable.
+    const bool prompt = eventually([&] { return returned.load(); }, 10s);
+    if (!prompt) {
+        ADD_FAILURE() << "shutdown() did not return within 10 s; dump: " << rt.dump_json();
+        stopper.detach();  // cannot recover; the process is in a broken state
+        std::abort();
+    }
+    stopper.join();
+    EXPECT_EQ(cancelled.load(), 2);
+    EXPECT_EQ(rt.stats().fibers_alive, 0u);
+}
+
+// --- stats() and dump_json() -----------------------------------------------
+
+TEST_P(RuntimeTest, StatsDescribeTheWorkers) {
+    const auto s = rt.stats();
+    EXPECT_EQ(s.workers, workers());
+    EXPECT_EQ(s.queue_depth.size(), workers());
+    EXPECT_TRUE(s.guard_mode == "madvise" || s.guard_mode == "mprotect") << "guard_mode = '" << s.guard_mode << "'";
+    EXPECT_EQ(s.fibers_alive, 0u);
+    EXPECT_EQ(rt.options().workers, workers());
+}
+
+TEST_P(RuntimeTest, StatsCountSpawnedFibers) {
+    constexpr int n = 100;
+    const auto before = rt.stats();
+    std::vector<weft::join_handle<int>> hs;
+    for (int i = 0; i < n; ++i) hs.push_back(rt.spawn([i] { return i; }));
+    int sum = 0;
+    for (auto& h : hs) sum += h.join();
+    EXPECT_EQ(sum, n * (n - 1) / 2);
+    const auto after = rt.stats();
+    EXPECT_EQ(after.spawned - before.spawned, static_cast<std::uint64_t>(n));
+    EXPECT_GE(after.switches - before.switches, static_cast<std::uint64_t>(n));
+}
+
+TEST_P(RuntimeTest, StatsCountParkedFibers) {
+    std::atomic<bool> go{false};
+    auto joiner = rt.spawn([&] {
+        auto child = weft::spawn([&] { return yield_until([&] { return go.load(); }); });
+        return child.join();  // parks until the child returns
+    });
+    EXPECT_TRUE(eventually([&] { return rt.stats().fibers_parked >= 1; }));
+    const auto s = rt.stats();
+    EXPECT_GE(s.fibers_alive, 2u);
+    EXPECT_GE(s.parks, 1u);
+    EXPECT_GE(s.stacks_mapped, 2u);  // both live fibers own a stack
+    go.store(true);
+    EXPECT_TRUE(joiner.join());
+    EXPECT_TRUE(eventually([&] { return rt.stats().fibers_parked == 0; }));
+}
+
+TEST_P(RuntimeTest, DumpJsonListsLiveFibers) {
+    std::atomic<bool> go{false};
+    std::atomic<bool> named{false};
+    auto h = rt.spawn([&] {
+        weft::this_fiber::set_name("dumpme");
+        named.store(true);
+        yield_until([&] { return go.load(); });
+    });
+    ASSERT_TRUE(eventually([&] { return named.load(); }));
+    const std::string live = rt.dump_json();
+    ASSERT_FALSE(live.empty());
+    EXPECT_EQ(live.front(), '[');
+    EXPECT_NE(live.find("dumpme"), std::string::npos) << live;
+    go.store(true);
+    h.join();
+
+    const std::string idle = rt.dump_json();
+    ASSERT_FALSE(idle.empty());
+    EXPECT_EQ(idle.front(), '[');
+    EXPECT_EQ(idle.find("dumpme"), std::string::npos) << idle;
+}
+
+// --- error types ------------------------------------------------------------
+
+TEST(ErrorCategory, NameIsWeftAndMessagesAreNonEmpty) {
+    EXPECT_STREQ(weft::weft_category().name(), "weft");
+    for (auto e : {weft::errc::operation_cancelled, weft::errc::runtime_shut_down, weft::errc::not_in_runtime}) {
+        std::error_code ec = e;  // is_error_code_enum makes this implicit
+        EXPECT_EQ(&ec.category(), &weft::weft_category());
+        EXPECT_FALSE(ec.message().empty());
+    }
+}
+
+TEST(ErrorCategory, OperationCancelledIsAFiberError) {
+    const weft::operation_cancelled e;
+    EXPECT_EQ(e.code(), weft::errc::operation_cancelled);
+    const weft::fiber_error& as_fiber_error = e;
+    const std::system_error& as_system_error = as_fiber_error;
+    EXPECT_EQ(as_system_error.code(), weft::errc::operation_cancelled);
+}
