@@ -154,15 +154,8 @@ template <class F, class... Args>
 auto spawn_on(runtime_impl* rt, F&& f, Args&&... args) {
     using R = call_result_t<F, Args...>;
     auto call = bind_call(std::forward<F>(f), std::forward<Args>(args)...);
-    auto* t = new fn_task<R, decltype(call)>(std::move(call));
-    fiber_ref r;
-    try {
-        r = spawn_task(rt, t);
-    } catch (...) {
-        delete t;
-        throw;
-    }
-    return join_handle<R>(std::move(r), t);
+    auto [ref, t] = make_and_spawn<fn_task<R, decltype(call)>>(rt, std::move(call));
+    return join_handle<R>(std::move(ref), t);
 }
 }  // namespace detail
 

@@ -33,13 +33,7 @@ public:
         requires(!std::is_same_v<std::remove_cvref_t<F>, thread>)
     explicit thread(F&& f, Args&&... args) {
         auto call = detail::bind_call(std::forward<F>(f), std::forward<Args>(args)...);
-        auto* t = new detail::thread_task<decltype(call)>(std::move(call));
-        try {
-            ref_ = detail::spawn_task(nullptr, t);
-        } catch (...) {
-            delete t;
-            throw;
-        }
+        ref_ = detail::make_and_spawn<detail::thread_task<decltype(call)>>(nullptr, std::move(call)).first;
     }
 
     ~thread();

@@ -57,14 +57,13 @@ const char* guard_mode_name(guard_mode m) noexcept { return m == guard_mode::mad
 stack map_stack(std::size_t size, std::size_t guard_pages) {
     const std::size_t guard = guard_pages * page_size();
     stack s;
-    s.size = size;
-    s.map_size = size + guard;
+    s.size = static_cast<std::uint32_t>(size);
+    s.map_size = static_cast<std::uint32_t>(size + guard);
     // MAP_NORESERVE: a million 256 KiB stacks must not be charged to the commit limit
     // up front; pages are committed as the fiber touches them.
     void* p = ::mmap(nullptr, s.map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) throw_no_stack(errno, "mmap");
     s.map_base = p;
-    s.lo = static_cast<char*>(p) + guard;
     if (process_guard_mode() == guard_mode::madvise) {
         // Installing a guard on fresh private anonymous memory cannot fail but for
         // memory exhaustion; a stack without its guard must never run (I1).
@@ -84,7 +83,7 @@ stack map_stack(std::size_t size, std::size_t guard_pages) {
 void unmap_stack(stack& s) noexcept {
     if (!s.map_base) return;
 #if defined(WEFT_ASAN)
-    ASAN_UNPOISON_MEMORY_REGION(s.lo, s.size);
+    ASAN_UNPOISON_MEMORY_REGION(s.lo(), s.size);
 #endif
     WEFT_CHECK(::munmap(s.map_base, s.map_size) == 0);
     s = stack{};
@@ -98,14 +97,13 @@ stack stack_cache::get() {
     } else if (!cold_.empty()) {
         s = cold_.back();
         cold_.pop_back();
-        s.cold = false;
     } else {
         stack fresh = map_stack(size_, guard_pages_);
         mapped_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics counter
         return fresh;
     }
 #if defined(WEFT_ASAN)
-    ASAN_UNPOISON_MEMORY_REGION(s.lo, s.size);  // I3
+    ASAN_UNPOISON_MEMORY_REGION(s.lo(), s.size);  // I3
 #endif
     return s;
 }
@@ -117,8 +115,7 @@ void stack_cache::put(stack s) noexcept {
     }
     if (cold_.size() < cold_max) {
         // Return the pages, keep the address range and its guard (I1, I2).
-        WEFT_CHECK(::madvise(s.lo, s.size, MADV_DONTNEED) == 0);
-        s.cold = true;
+        WEFT_CHECK(::madvise(s.lo(), s.size, MADV_DONTNEED) == 0);
         cold_.push_back(s);
         return;
     }

@@ -45,15 +45,13 @@ namespace weft::detail {
 
 enum class guard_mode { madvise, mprotect };
 
-struct stack {
+struct stack {  // 16 bytes: it lives in every fiber object
     void* map_base = nullptr;
-    std::size_t map_size = 0;
-    void* lo = nullptr;     // lowest usable byte
-    std::size_t size = 0;   // usable bytes
-    bool cold = false;      // pages were returned to the kernel
+    std::uint32_t map_size = 0;  // <= 1 GiB + 256 guard pages (runtime_options limits)
+    std::uint32_t size = 0;      // usable bytes
 
-    void* top() const noexcept { return static_cast<char*>(lo) + size; }
-    std::size_t guard_bytes() const noexcept { return map_size - size; }
+    void* lo() const noexcept { return static_cast<char*>(map_base) + (map_size - size); }  // lowest usable byte
+    void* top() const noexcept { return static_cast<char*>(map_base) + map_size; }
 };
 
 std::size_t page_size() noexcept;

@@ -7,6 +7,9 @@
 namespace weft::detail {
 
 void init_thread_context(exec_context& ctx) noexcept {
+#if !WEFT_SANITIZED_SWITCH
+    (void)ctx;
+#else
     pthread_attr_t attr;
     WEFT_CHECK(::pthread_getattr_np(::pthread_self(), &attr) == 0);
     void* lo = nullptr;
@@ -18,13 +21,16 @@ void init_thread_context(exec_context& ctx) noexcept {
 #if defined(WEFT_TSAN)
     ctx.tsan_fiber = __tsan_get_current_fiber();
 #endif
+#endif
 }
 
 void make_context(exec_context& ctx, void* lo, std::size_t size, void (*entry)(transfer)) noexcept {
     ctx.fctx = bctx::make_fcontext(static_cast<char*>(lo) + size, size, entry);
+#if WEFT_SANITIZED_SWITCH
     ctx.stack_lo = lo;
     ctx.stack_size = size;
     ctx.asan_fake_stack = nullptr;
+#endif
 #if defined(WEFT_TSAN)
     if (!ctx.tsan_fiber) ctx.tsan_fiber = __tsan_create_fiber(0);
 #endif

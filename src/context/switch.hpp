@@ -56,12 +56,18 @@ namespace weft::detail {
 namespace bctx = boost::context::detail;
 using transfer = bctx::transfer_t;
 
+#if defined(WEFT_ASAN) || defined(WEFT_TSAN)
+#define WEFT_SANITIZED_SWITCH 1
+#endif
+
 struct exec_context {
     bctx::fcontext_t fctx = nullptr;  // valid while suspended
+#if WEFT_SANITIZED_SWITCH  // 8 bytes otherwise: it lives in every fiber object
     const void* stack_lo = nullptr;   // usable stack range, for ASan
     std::size_t stack_size = 0;
     void* asan_fake_stack = nullptr;  // ASan's fake-stack handle saved while suspended
     void* tsan_fiber = nullptr;       // TSan's fiber handle
+#endif
 };
 
 /// Records the calling thread's own stack as `ctx` (a worker's scheduler context).

@@ -44,7 +44,7 @@ std::size_t put_u64(char* buf, std::size_t at, std::size_t cap, std::uint64_t v)
 
 bool is_overflow(const fiber* f, std::uintptr_t addr, std::uintptr_t sp) noexcept {
     const auto map_lo = reinterpret_cast<std::uintptr_t>(f->stk.map_base);
-    const auto lo = reinterpret_cast<std::uintptr_t>(f->stk.lo);
+    const auto lo = reinterpret_cast<std::uintptr_t>(f->stk.lo());
     if (addr >= map_lo && addr < lo) return true;  // in the guard
     // A frame larger than the guard can jump past it; the stack pointer tells.
     constexpr std::uintptr_t slack = 1u << 20;
@@ -83,7 +83,7 @@ extern "C" void weft_fiber_stack_overflow_detected(int sig, siginfo_t* info, voi
             n = put_str(buf, n, sizeof buf, "weft: fiber ");
             n = put_u64(buf, n, sizeof buf, f->id);
             n = put_str(buf, n, sizeof buf, " '");
-            n = put(buf, n, sizeof buf, f->name.data(), f->name.size());
+            if (const std::string* name = f->name) n = put(buf, n, sizeof buf, name->data(), name->size());
             n = put_str(buf, n, sizeof buf, "' overflowed its ");
             n = put_u64(buf, n, sizeof buf, f->stk.size / 1024);
             n = put_str(buf, n, sizeof buf, " KiB stack (fault at guard page; raise runtime_options::stack_size)\n");

@@ -126,22 +126,14 @@ fiber_id get_id() noexcept {
 
 void set_name(std::string_view name) {
     if (detail::fiber* f = running_fiber()) {
-        std::string copy(name);  // allocate outside the lock
-        f->meta_lock.lock();
-        f->name.swap(copy);
-        f->meta_lock.unlock();
+        f->set_name(name);
         return;
     }
     this_os_thread().name = name;
 }
 
 std::string get_name() {
-    if (detail::fiber* f = running_fiber()) {
-        f->meta_lock.lock();
-        std::string copy = f->name;
-        f->meta_lock.unlock();
-        return copy;
-    }
+    if (detail::fiber* f = running_fiber()) return f->name_copy();
     return this_os_thread().name;
 }
 
@@ -156,7 +148,13 @@ namespace weft::detail {
 fiber_ref spawn_task(runtime_impl* rt, task_base* t, const spawn_attrs& attrs) {
     if (!rt) {
         worker* w = worker::current();
-        rt = w ? &w->rt() : default_runtime().impl();
+        try {
+            rt = w ? &w->rt() : default_runtime().impl();
+        } catch (...) {  // the task is ours either way (see the header)
+            t->~task_base();
+            free_task_storage(t);
+            throw;
+        }
     }
     return fiber_ref(rt->spawn(t, attrs));
 }
@@ -171,7 +169,7 @@ void terminate_uncaught(std::exception_ptr e) noexcept {
     }
     fiber* f = running_fiber();
     std::fprintf(stderr, "weft: uncaught exception in fiber %llu '%s': %s\n",
-                 static_cast<unsigned long long>(f ? f->id : 0), f ? f->name.c_str() : "", what.c_str());
+                 static_cast<unsigned long long>(f ? f->id : 0), f ? f->name_copy().c_str() : "", what.c_str());
     std::fflush(stderr);
     std::terminate();
 }

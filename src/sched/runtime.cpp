@@ -94,14 +94,17 @@ runtime_impl::~runtime_impl() { shutdown(); }
 // ---------------------------------------------------------------- spawning and queues
 
 fiber* runtime_impl::spawn(task_base* t, const spawn_attrs& attrs) {
-    if (!accepting_.load(std::memory_order_acquire))  // acquire: pairs with shutdown() (R1)
+    fiber* f = fiber_of_task(t);  // F5
+    if (!accepting_.load(std::memory_order_acquire)) {  // acquire: pairs with shutdown() (R1)
+        t->~task_base();
+        free_task_storage(t);
         throw fiber_error(make_error_code(errc::runtime_shut_down),
                           "spawn on runtime '" + opts.name + "', which is shutting down");
-    auto* f = new fiber;
+    }
     f->task = t;
     f->rt = this;
     f->id = next_id();
-    if (attrs.name) f->name = attrs.name;
+    if (attrs.name) f->name = new std::string(attrs.name);
     registry_insert(f);
     worker* w = worker::current();
     if (w && &w->rt() == this) {
@@ -276,9 +279,7 @@ std::string runtime_impl::dump_json() const {
             const char* state = ps == park_state::parked || ps == park_state::parking ? "parked"
                                 : ps == park_state::woken                           ? "runnable"
                                                                                     : "running_or_runnable";
-            f->meta_lock.lock();
-            std::string name = f->name;
-            f->meta_lock.unlock();
+            std::string name = f->name_copy();
             os << (first ? "" : ",") << "{\"id\":" << f->id << ",\"name\":";
             json_string(os, name);
             os << ",\"state\":\"" << state << "\",\"wait_reason\":";

@@ -119,7 +119,7 @@ void worker::yq_flush() noexcept {
 
 void worker::schedule_spawned(fiber* f) noexcept {
     push_local(f);
-    rt_.idle.notify_one();
+    if (rt_.workers.size() > 1) rt_.idle.notify_one();  // alone, we are the one awake worker
 }
 
 void worker::set_lifo(fiber* f) noexcept {
@@ -300,7 +300,7 @@ bool worker::prepare(fiber* f) noexcept {
         return false;
     }
     f->started = true;
-    make_context(f->ctx, f->stk.lo, f->stk.size, &worker::fiber_main);
+    make_context(f->ctx, f->stk.lo(), f->stk.size, &worker::fiber_main);
     return true;
 }
 

@@ -3,9 +3,11 @@
 /// runtime. Not part of the public API: names and layout may change.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <new>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -68,10 +70,35 @@ struct spawn_attrs {
     const char* name = nullptr;  // copied
 };
 
-/// Starts `t` (ownership passes to the runtime) on `rt`, or, when rt is null,
-/// on the runtime of the calling fiber or else the default runtime.
-/// Throws fiber_error(runtime_shut_down) or (resource_unavailable_try_again).
+/// Storage for a task of `size` bytes (alignment `align`, a power of two),
+/// allocated together with the runtime's fiber object: one allocation per
+/// fiber. Throws std::bad_alloc. Construct the task in it, then spawn_task it,
+/// or give it back with free_task_storage if the task was never constructed.
+WEFT_API void* alloc_task_storage(std::size_t size, std::size_t align);
+WEFT_API void free_task_storage(void* storage) noexcept;
+
+/// Starts `t` (constructed in alloc_task_storage memory; ownership passes to
+/// the runtime, also when this throws) on `rt`, or, when rt is null, on the
+/// runtime of the calling fiber or else the default runtime.
+/// Throws fiber_error(runtime_shut_down).
 WEFT_API fiber_ref spawn_task(runtime_impl* rt, task_base* t, const spawn_attrs& attrs = {});
+
+/// Constructs Task(args...) in fiber storage and spawns it.
+template <class Task, class... A>
+std::pair<fiber_ref, Task*> make_and_spawn(runtime_impl* rt, A&&... args) {
+    static_assert(alignof(Task) <= alignof(std::max_align_t),
+                  "weft: over-aligned callables (alignas above alignof(std::max_align_t)) are not supported");
+    void* mem = alloc_task_storage(sizeof(Task), alignof(Task));
+    Task* t;
+    try {
+        t = ::new (mem) Task(std::forward<A>(args)...);
+    } catch (...) {
+        free_task_storage(mem);
+        throw;
+    }
+    fiber_ref r = spawn_task(rt, t);
+    return {std::move(r), t};
+}
 
 /// Prints "weft: uncaught exception in fiber <id> '<name>': <what>" and calls std::terminate.
 [[noreturn]] WEFT_API void terminate_uncaught(std::exception_ptr e) noexcept;
