@@ -86,7 +86,11 @@ public:
     /// Counters; thread-safe, never suspends.
     runtime_stats stats() const;
 
-    /// Every live fiber as a JSON array: id, name, state, wait reason, worker.
+    /// The live fibers that have been suspended at least once (parked or
+    /// yielded: the ones a hang can be about), as a JSON array of
+    /// {id, name, state, wait_reason, worker}. Fibers still queued for their
+    /// first run, or running without having paused, are only counted in
+    /// stats(). Thread-safe, never suspends.
     std::string dump_json() const;
 
     /// The options after defaults and the environment were applied.

@@ -22,9 +22,10 @@
 //     (by the post-switch hook, lock still held) -> woken (by exactly one
 //     claimer: a waker or the canceller) -> running (when resumed). Only the
 //     claimer that wins parked -> woken may schedule the fiber.
-//  F4 cancel_requested is monotonic; once set, every blocking call of the
-//     fiber throws operation_cancelled, and a fiber that has not started never
-//     runs its task.
+//  F4 cancel_requested (this fiber) and runtime_impl::cancelling_ (all of
+//     the runtime's fibers) are monotonic; once either is set, every blocking
+//     call of the fiber throws operation_cancelled, and a fiber that has not
+//     started never runs its task.
 //  F5 A fiber and its task share one allocation (the task `fiber_header_size`
 //     bytes after the fiber), recycled through a per-thread cache of blocks
 //     per 16-byte size class; so a spawn is one cache pop, not two mallocs.
@@ -35,9 +36,9 @@
 //    other references before deleting (the shared_ptr argument).
 //  - finished: release store under join_lock / acquire load in is_finished()
 //    publishes the task's result to a joiner that skips the lock (F2).
-//  - park_state / cancel_requested: the canceller does
-//    cancel_requested.store ; park_state CAS, and the post-switch hook does
-//    park_state.store(parked) ; cancel_requested.load. That is StoreLoad on
+//  - park_state / cancel flags: the canceller does flag.store ;
+//    park_state CAS, and the post-switch hook does park_state.store(parked) ;
+//    flags.load. That is StoreLoad on
 //    both sides, so both are seq_cst: otherwise the hook could miss the
 //    request while the canceller's CAS saw `parking`, and the fiber would
 //    sleep through its cancellation.
@@ -80,6 +81,7 @@ struct fiber {
     std::atomic<bool> cancel_requested{false};
     wake_reason reason = wake_reason::notified;  // written by the claimer before scheduling (F3)
     bool started = false;                        // touched by the running worker only
+    bool registered = false;                     // in the runtime registry (R5); touched by the fiber only
 
     std::atomic<bool> finished{false};  // F2
     spinlock join_lock;

@@ -95,7 +95,12 @@ runtime_impl::~runtime_impl() { shutdown(); }
 
 fiber* runtime_impl::spawn(task_base* t, const spawn_attrs& attrs) {
     fiber* f = fiber_of_task(t);  // F5
-    if (!accepting_.load(std::memory_order_acquire)) {  // acquire: pairs with shutdown() (R1)
+    worker* w = worker::current();
+    const bool local = w && &w->rt() == this;
+    // seq_cst: StoreLoad against shutdown()'s accepting_ store then in-flight load (R1).
+    if (!local) outside_spawns_in_flight_.fetch_add(1, std::memory_order_seq_cst);
+    if (!accepting_.load(std::memory_order_seq_cst)) {  // seq_cst: R1, see above
+        if (!local) outside_spawns_in_flight_.fetch_sub(1, std::memory_order_release);  // release: R1
         t->~task_base();
         free_task_storage(t);
         throw fiber_error(make_error_code(errc::runtime_shut_down),
@@ -105,14 +110,13 @@ fiber* runtime_impl::spawn(task_base* t, const spawn_attrs& attrs) {
     f->rt = this;
     f->id = next_id();
     if (attrs.name) f->name = new std::string(attrs.name);
-    registry_insert(f);
-    worker* w = worker::current();
-    if (w && &w->rt() == this) {
-        w->count_spawn();
+    if (local) {
+        w->count_spawn();  // R2
         w->schedule_spawned(f);
     } else {
-        spawned_outside_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistics counter
+        spawned_outside_.fetch_add(1, std::memory_order_release);  // release: R2 (read by alive() with acquire)
         post(f);
+        outside_spawns_in_flight_.fetch_sub(1, std::memory_order_release);  // release: R1, the fiber is counted
     }
     return f;
 }
@@ -179,13 +183,20 @@ void runtime_impl::registry_remove(fiber* f) noexcept {
 }
 
 std::uint64_t runtime_impl::alive() const noexcept {
-    std::int64_t n = 0;
-    for (const auto& s : shards_) n += s.count.load(std::memory_order_relaxed);  // relaxed: statistics
-    return n > 0 ? static_cast<std::uint64_t>(n) : 0;
+    // R2: every exit counter first, then every spawn counter.
+    std::uint64_t exited = 0;
+    for (const auto& w : workers) exited += w->n_exited.load(std::memory_order_acquire);  // acquire: R2
+    std::uint64_t spawned = spawned_outside_.load(std::memory_order_acquire);  // acquire: R2
+    for (const auto& w : workers) spawned += w->n_spawned.load(std::memory_order_acquire);  // acquire: R2
+    return spawned > exited ? spawned - exited : 0;
 }
 
 void runtime_impl::cancel(fiber* f) noexcept {
     f->cancel_requested.store(true, std::memory_order_seq_cst);  // seq_cst: StoreLoad against the park hook (F3)
+    wake_cancelled(f);
+}
+
+void runtime_impl::wake_cancelled(fiber* f) noexcept {
     park_state expected = park_state::parked;
     if (f->pstate.compare_exchange_strong(expected, park_state::woken, std::memory_order_seq_cst,  // seq_cst: F3
                                           std::memory_order_relaxed)) {
@@ -196,7 +207,7 @@ void runtime_impl::cancel(fiber* f) noexcept {
 
 void runtime_impl::cancel_all() noexcept {
     for (auto& s : shards_) {
-        s.lock.lock();  // a registered fiber is alive while we hold the lock (R2, F1)
+        s.lock.lock();  // a registered fiber stays allocated while we hold the lock (R5, F1)
         for (fiber* f = s.head; f; f = f->reg_next) cancel(f);
         s.lock.unlock();
     }
@@ -207,9 +218,12 @@ void runtime_impl::shutdown() {
     if (shut_down_) return;
     if (worker* w = worker::current(); w && &w->rt() == this)
         fatal("runtime::shutdown", "called from one of the runtime's own fibers (it would wait for itself)");
-    accepting_.store(false, std::memory_order_release);  // release: R1
-    // Cancel until nothing is alive: a sweep may miss a fiber whose spawn raced
-    // with accepting_ (R1), and cancelled fibers may still be unwinding.
+    accepting_.store(false, std::memory_order_seq_cst);  // seq_cst: R1 (StoreLoad with the in-flight load below)
+    cancelling_.store(true, std::memory_order_seq_cst);  // seq_cst: StoreLoad against the park hook (F4)
+    while (outside_spawns_in_flight_.load(std::memory_order_seq_cst) != 0)  // seq_cst: R1
+        std::this_thread::yield();
+    // Wake the parked until nothing is alive: a fiber may park for the first
+    // time (R5) just after a sweep, and cancelled fibers may still be unwinding.
     for (;;) {
         cancel_all();
         if (alive() == 0) break;
@@ -272,7 +286,7 @@ std::string runtime_impl::dump_json() const {
     bool first = true;
     for (const auto& s : shards_) {
         auto& lock = const_cast<spinlock&>(s.lock);
-        lock.lock();  // fibers stay allocated while registered (R2)
+        lock.lock();  // fibers stay allocated while registered (R5)
         for (fiber* f = s.head; f; f = f->reg_next) {
             const park_state ps = f->pstate.load(std::memory_order_relaxed);  // relaxed: diagnostics
             const char* why = f->wait_reason.load(std::memory_order_relaxed);  // relaxed: diagnostics

@@ -4,12 +4,25 @@
 // that spawn or join; each member documents its own synchronisation.
 //
 // Invariants.
-//  R1 accepting_ is monotonic (true -> false). spawn() checks it before
-//     registering; shutdown() clears it first, then repeatedly cancels every
-//     registered fiber until none is alive, so a spawn that raced past the
-//     check is still cancelled by a later sweep.
-//  R2 A fiber is in the registry from spawn until it has finished (before its
-//     joiners are woken), so "fibers_alive == 0" means no task code can run.
+//  R1 accepting_ and cancelling_ are monotonic (once changed, never back).
+//     A spawn from outside the runtime's workers is bracketed by
+//     outside_spawns_in_flight_ (incremented before it checks accepting_,
+//     decremented once the fiber is counted and queued), and shutdown() waits
+//     for that to reach zero after clearing accepting_; a spawn from a fiber
+//     needs no bracket, as its spawner is alive and counted until it exits.
+//  R2 fibers alive = sum of spawns - sum of exits, over per-worker counters
+//     (single writer each, release increments). alive() reads every exit
+//     counter before any spawn counter (acquire), so a fiber whose exit it
+//     sees has its spawn seen too: the sum never undercounts, and
+//     "fibers_alive == 0" means no task code can run any more.
+//  R5 The registry holds the fibers that have been suspended at least once
+//     (a fiber registers itself before its first park or yield and leaves at
+//     exit). Only parked fibers can be asleep in a wait, so the registry has
+//     every fiber cancel_all() must find and wake; never-started and running
+//     fibers see cancelling_ at their next pick or park (fiber.hpp F4).
+//     Fibers that run to completion without pausing (most spawn_join
+//     children, skynet leaves) never touch the registry and its shard locks,
+//     which other workers write too.
 //  R3 injector_len_ (fibers, not chains) is incremented before a push and
 //     decremented after a pop, so injector_len_ == 0 implies the injector is
 //     empty (used as a cheap hint and by the lost-wake-up re-scan, idle.hpp D2).
@@ -70,9 +83,14 @@ public:
     /// Any queue (injector or a deque) non-empty? For the re-scan before sleeping.
     bool any_work_visible() const noexcept;
 
+    void registry_insert(fiber* f) noexcept;  // R5: by f itself, before its first suspension
     void registry_remove(fiber* f) noexcept;
     /// Sets the cancel flag and wakes the fiber if it is parked (F3, F4).
     static void cancel(fiber* f) noexcept;
+    /// Wakes f with `cancelled` if it is parked (F3); the caller made the request visible.
+    static void wake_cancelled(fiber* f) noexcept;
+    /// Shutdown has begun: every blocking call throws operation_cancelled (F4).
+    bool cancelling(std::memory_order mo) const noexcept { return cancelling_.load(mo); }
 
     void shutdown();
     runtime_stats stats() const;
@@ -89,19 +107,20 @@ private:
     struct alignas(64) shard {
         spinlock lock;
         fiber* head = nullptr;                 // guarded by lock
-        std::atomic<std::int64_t> count{0};    // modified under lock; read relaxed for stats
+        std::atomic<std::int64_t> count{0};    // modified under lock; read relaxed (dump sizing only)
     };
 
-    void registry_insert(fiber* f) noexcept;
-    std::uint64_t alive() const noexcept;
+    std::uint64_t alive() const noexcept;  // R2
     void cancel_all() noexcept;
 
     std::array<shard, shard_count> shards_;
     boost::lockfree::queue<fiber*> injector_{1024};
     std::atomic<std::int64_t> injector_len_{0};  // R3
     std::atomic<bool> accepting_{true};          // R1
+    std::atomic<bool> cancelling_{false};        // R1, F4
     std::atomic<bool> stop_{false};
-    std::atomic<std::uint64_t> spawned_outside_{0};
+    std::atomic<std::int64_t> outside_spawns_in_flight_{0};  // R1
+    std::atomic<std::uint64_t> spawned_outside_{0};          // R2 (spawns from outside any worker)
     std::mutex shutdown_mu_;
     bool shut_down_ = false;  // guarded by shutdown_mu_
 };

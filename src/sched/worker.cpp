@@ -141,7 +141,8 @@ void worker::schedule_woken(fiber* f) noexcept {
 
 fiber* worker::admit(fiber* f) noexcept {
     if (f->started) return f;
-    if (f->cancel_requested.load(std::memory_order_relaxed)) {  // relaxed: F4 is monotonic; a late request is seen at the first park
+    // relaxed: F4 flags are monotonic; a request that arrives later is seen at the first park.
+    if (f->cancel_requested.load(std::memory_order_relaxed) || rt_.cancelling(std::memory_order_relaxed)) {
         finish_unstarted(f, std::make_exception_ptr(operation_cancelled()));
         return nullptr;
     }
@@ -328,7 +329,8 @@ inline __attribute__((always_inline)) void worker::complete_switch(transfer t) n
             bump(n_parks);
             // seq_cst: StoreLoad against the canceller (fiber.hpp F3): store `parked`, then read the request.
             f->pstate.store(park_state::parked, std::memory_order_seq_cst);
-            if (f->cancel_requested.load(std::memory_order_seq_cst)) runtime_impl::cancel(f);
+            if (f->cancel_requested.load(std::memory_order_seq_cst) || rt_.cancelling(std::memory_order_seq_cst))
+                runtime_impl::wake_cancelled(f);
             pending_unlock_(pending_arg_);  // W1: only now may a waker find and resume f
             break;
         }
@@ -364,6 +366,7 @@ inline __attribute__((always_inline)) worker* worker::switch_away(fiber* self, f
 
 worker* worker::yield_current() noexcept {
     fiber* self = current_;
+    if (__builtin_expect(!self->registered, 0)) register_current();
     fiber* next = yq_head_;
     // Fast path (W3): nothing in the LIFO slot or the deque, not a fairness
     // tick, and the ring's head already started: round robin, no atomics.
@@ -378,8 +381,14 @@ worker* worker::yield_current() noexcept {
     return switch_away(self, next, action::requeue);
 }
 
+void worker::register_current() noexcept {
+    rt_.registry_insert(current_);  // R5: findable by cancel_all() and dump_json() from now on
+    current_->registered = true;
+}
+
 worker* worker::park_current(void (*unlock)(void*), void* arg) noexcept {
     fiber* self = current_;
+    if (!self->registered) register_current();
     self->pstate.store(park_state::parking, std::memory_order_relaxed);  // relaxed: only the hook and claimers read it, after the switch
     pending_unlock_ = unlock;
     pending_arg_ = arg;
@@ -400,14 +409,15 @@ void finish_and_wake_joiners(fiber* f) noexcept {
 void worker::finish_unstarted(fiber* f, std::exception_ptr why) noexcept {
     f->task->not_started = std::move(why);
     f->started = true;
-    rt_.registry_remove(f);  // R2, then wake joiners (F2)
+    bump_release(n_exited);  // R2, before the joiners wake (F2)
     finish_and_wake_joiners(f);
     f->release();  // the runtime's reference (F1)
 }
 
 void worker::exit_current() noexcept {
     fiber* self = current_;
-    rt_.registry_remove(self);  // R2
+    if (self->registered) rt_.registry_remove(self);  // R5
+    bump_release(n_exited);  // R2, before the joiners wake (F2)
     finish_and_wake_joiners(self);
     switch_away(self, pick(), action::exited, /*exiting=*/true);
     fatal("worker::exit_current", "a finished fiber was resumed");

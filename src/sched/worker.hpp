@@ -102,7 +102,7 @@ public:
     fiber* running() const noexcept { return current_; }
 
     // --- this worker's thread only ---
-    void count_spawn() noexcept { bump(n_spawned); }
+    void count_spawn() noexcept { bump_release(n_spawned); }
     /// A spawned fiber: newest end of the deque (overflow to the injector).
     void schedule_spawned(fiber* f) noexcept;
     /// A woken fiber: the LIFO slot (the previous occupant moves to the deque).
@@ -127,7 +127,9 @@ public:
     std::atomic<std::uint32_t> sleep_word{0};  // 1: asleep; guarded by idle_set::mu_ for writes
 
     // statistics: written by this worker only (relaxed load+store), read by anyone
-    std::atomic<std::uint64_t> n_switches{0}, n_steals{0}, n_spawned{0}, n_parks{0}, n_unparks{0}, n_sleeps{0};
+    std::atomic<std::uint64_t> n_switches{0}, n_steals{0}, n_parks{0}, n_unparks{0}, n_sleeps{0};
+    // R2 counters (runtime_impl.hpp): release increments, single writer
+    std::atomic<std::uint64_t> n_spawned{0}, n_exited{0};
     std::atomic<bool> lifo_full{false};  // relaxed mirror of lifo_ for stats
 
 private:
@@ -139,6 +141,7 @@ private:
     fiber* admit(fiber* f) noexcept;  // W4: nullptr if f was finished without running
     fiber* search() noexcept;
     fiber* take_injected() noexcept;
+    void register_current() noexcept;
     void yq_push(fiber* f) noexcept;
     fiber* yq_pop() noexcept;
     void yq_flush() noexcept;
@@ -154,6 +157,9 @@ private:
     void set_lifo(fiber* f) noexcept;
     std::uint32_t next_random() noexcept;
 
+    static void bump_release(std::atomic<std::uint64_t>& c) noexcept {
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);  // release: R2 in runtime_impl.hpp
+    }
     static void bump(std::atomic<std::uint64_t>& c) noexcept {
         c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // relaxed: single writer, stats
     }

@@ -47,7 +47,8 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why) noexcept {
         return wake_reason::notified;
     }
     fiber* self = w.f;
-    if (self->cancel_requested.load(std::memory_order_relaxed)) {  // relaxed: own flag read early; F4 re-checked in the hook
+    // relaxed: an early look only; the post-switch hook re-checks with seq_cst (F3, F4).
+    if (self->cancel_requested.load(std::memory_order_relaxed) || self->rt->cancelling(std::memory_order_relaxed)) {
         lk.unlock();
         return wake_reason::cancelled;
     }
