@@ -113,12 +113,6 @@ detail::fiber* running_fiber() noexcept {
 
 namespace this_fiber {
 
-void yield() noexcept {
-    detail::worker* w = detail::worker::current();
-    if (w && w->running()) w->yield_current();
-    else std::this_thread::yield();
-}
-
 fiber_id get_id() noexcept {
     if (detail::fiber* f = running_fiber()) return fiber_id{f->id};
     return fiber_id{this_os_thread().id};

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include <weft/error.hpp>
+#include <weft/this_fiber.hpp>
 
 #include "diag/overflow.hpp"
 #include "sched/runtime_impl.hpp"
@@ -319,11 +320,14 @@ void worker::resume_from_scheduler(fiber* f) noexcept {
 inline __attribute__((always_inline)) void worker::complete_switch(transfer t) noexcept {
     pending_from_->fctx = t.fctx;  // W1: record the leaver's context before publishing it
     fiber* f = pending_fiber_;
-    switch (std::exchange(pending_, action::none)) {
+    const action a = pending_;  // every switch sets it (switch_away, resume_from_scheduler)
+    if (__builtin_expect(a == action::requeue, 1)) {  // yields are the hot case
+        yq_push(f);  // W5
+        return;
+    }
+    switch (a) {
         case action::none:
-            break;
         case action::requeue:
-            yq_push(f);  // W5
             break;
         case action::park: {
             bump(n_parks);
@@ -346,7 +350,7 @@ inline __attribute__((always_inline)) void worker::complete_switch(transfer t) n
 
 inline __attribute__((always_inline)) worker* worker::switch_away(fiber* self, fiber* next, action a,
                                                                    bool exiting) noexcept {
-    while (next && !prepare(next)) next = pick();
+    while (next && !next->started && !prepare(next)) next = pick();
     pending_ = a;
     pending_fiber_ = self;
     pending_from_ = &self->ctx;
@@ -364,13 +368,14 @@ inline __attribute__((always_inline)) worker* worker::switch_away(fiber* self, f
     return now;
 }
 
-worker* worker::yield_current() noexcept {
+inline __attribute__((always_inline)) worker* worker::yield_current() noexcept {
     fiber* self = current_;
     if (__builtin_expect(!self->registered, 0)) register_current();
     fiber* next = yq_head_;
-    // Fast path (W3): nothing in the LIFO slot or the deque, not a fairness
-    // tick, and the ring's head already started: round robin, no atomics.
-    if (next && next->started && !lifo_ && --yield_countdown_ != 0 && !dq_.owner_nonempty()) {
+    // Fast path (W3): nothing in the LIFO slot or the deque and not a fairness
+    // tick: round robin through the ring, no atomics. (Ring fibers have all
+    // started: only yields put fibers there, W5.)
+    if (next && !lifo_ && --yield_countdown_ != 0 && !dq_.owner_nonempty()) {
         yq_head_ = std::exchange(next->next_run, nullptr);
         if (!yq_head_) yq_tail_ = nullptr;
     } else {
@@ -433,3 +438,15 @@ void worker::fiber_main(transfer t) noexcept {
 }
 
 }  // namespace weft::detail
+
+namespace weft::this_fiber {
+
+void yield() noexcept {
+    // Reading tls_worker directly is safe here: nothing has switched yet in
+    // this call (after the switch, only the returned worker is used).
+    detail::worker* w = detail::tls_worker;
+    if (w && w->running()) w->yield_current();
+    else std::this_thread::yield();
+}
+
+}  // namespace weft::this_fiber
