@@ -113,9 +113,14 @@ fiber* worker::yq_pop() noexcept {
 }
 
 void worker::yq_flush() noexcept {
-    if (!yq_head_) return;
-    while (fiber* f = yq_pop()) push_local(f);
-    rt_.idle.notify_one();  // W5: now stealable
+    // Only what fits: an overflow would send the oldest half to the injector,
+    // behind younger fibers, and break the ring's FIFO order (W3).
+    bool moved = false;
+    while (yq_head_ && dq_.push(yq_head_)) {
+        (void)yq_pop();
+        moved = true;
+    }
+    if (moved) rt_.idle.notify_one();  // W5: now stealable
 }
 
 void worker::schedule_spawned(fiber* f) noexcept {
@@ -172,8 +177,8 @@ fiber* worker::pick() noexcept {
             lifo_streak_ = 0;
             f = dq_.pop();
         }
-        if (!f) f = yq_pop();
         if (!f) f = take_injected();
+        if (!f) f = yq_pop();
         if (!f) return nullptr;
         if ((f = admit(f))) return f;
     }
@@ -190,9 +195,9 @@ fiber* worker::pick_for_yield() noexcept {
             f = lifo_;
             set_lifo(nullptr);
         }
-        if (!f && dq_.owner_nonempty()) f = dq_.pop_oldest();  // W3: round robin among yielders
-        if (!f) f = yq_pop();
+        if (!f && dq_.owner_nonempty()) f = dq_.pop_oldest();  // W3: everything runnable before the ring
         if (!f) f = take_injected();
+        if (!f) f = yq_pop();
         if (!f) return nullptr;
         if ((f = admit(f))) return f;
     }
@@ -319,13 +324,16 @@ void worker::resume_from_scheduler(fiber* f) noexcept {
 
 inline __attribute__((always_inline)) void worker::complete_switch(transfer t) noexcept {
     pending_from_->fctx = t.fctx;  // W1: record the leaver's context before publishing it
-    fiber* f = pending_fiber_;
-    const action a = pending_;  // every switch sets it (switch_away, resume_from_scheduler)
-    if (__builtin_expect(a == action::requeue, 1)) {  // yields are the hot case
-        yq_push(f);  // W5
+    if (__builtin_expect(pending_ == action::requeue, 1)) {  // yields are the hot case
+        yq_push(pending_fiber_);  // W5
         return;
     }
-    switch (a) {
+    complete_other();  // every switch sets pending_ (switch_away, resume_from_scheduler)
+}
+
+__attribute__((noinline)) void worker::complete_other() noexcept {
+    fiber* f = pending_fiber_;
+    switch (pending_) {
         case action::none:
         case action::requeue:
             break;
@@ -370,19 +378,36 @@ inline __attribute__((always_inline)) worker* worker::switch_away(fiber* self, f
 
 inline __attribute__((always_inline)) worker* worker::yield_current() noexcept {
     fiber* self = current_;
-    if (__builtin_expect(!self->registered, 0)) register_current();
     fiber* next = yq_head_;
-    // Fast path (W3): nothing in the LIFO slot or the deque and not a fairness
-    // tick: round robin through the ring, no atomics. (Ring fibers have all
-    // started: only yields put fibers there, W5.)
-    if (next && !lifo_ && --yield_countdown_ != 0 && !dq_.owner_nonempty()) {
+    // Fast path (W3): nothing in the LIFO slot, the deque or the injector, not
+    // a fairness tick: round robin through the ring, no atomic RMW, and no
+    // callee-saved register to save (only the transfer is live after the jump).
+    // Ring fibers have all started: only yields put fibers there (W5).
+    if (__builtin_expect(next && self->registered && !lifo_ && --yield_countdown_ != 0 && !dq_.owner_nonempty() &&
+                             !rt_.injector_maybe_nonempty(),
+                         1)) {
         yq_head_ = std::exchange(next->next_run, nullptr);
         if (!yq_head_) yq_tail_ = nullptr;
-    } else {
-        yield_countdown_ = fairness_interval;
-        next = pick_for_yield();
-        if (!next) return this;
+        pending_ = action::requeue;
+        pending_fiber_ = self;
+        pending_from_ = &self->ctx;
+        current_ = next;
+        next->last_worker.store(static_cast<int>(index_), std::memory_order_relaxed);  // relaxed: diagnostics
+        bump(n_switches);
+        transfer t = switch_to(self->ctx, next->ctx, this);
+        worker* now = static_cast<worker*>(t.data);  // `this` is stale from here on
+        now->complete_switch(t);
+        return now;
     }
+    return yield_slow();
+}
+
+__attribute__((noinline)) worker* worker::yield_slow() noexcept {
+    fiber* self = current_;
+    if (!self->registered) register_current();
+    yield_countdown_ = fairness_interval;
+    fiber* next = pick_for_yield();
+    if (!next) return this;
     return switch_away(self, next, action::requeue);
 }
 

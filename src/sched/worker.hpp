@@ -31,13 +31,15 @@
 //  W3 pick order, per tick: every `fairness_interval`th tick the injector and
 //     the oldest deque item come first; otherwise the LIFO slot (at most
 //     `lifo_max_streak` times in a row, so two fibers waking each other cannot
-//     starve the rest), then the newest deque item, then the yield ring, then
-//     the injector. A yield takes the LIFO slot, then the oldest deque item,
-//     then the yield ring's head (round robin among yielders).
+//     starve the rest), then the newest deque item, then the injector, then
+//     the yield ring. A yield takes the LIFO slot, then the oldest deque item,
+//     then the injector, then the yield ring's head: a yielder runs again only
+//     after every fiber that was runnable when it yielded (round robin).
 //  W5 The yield ring (yielded fibers, FIFO, private: no atomics) is moved into
-//     the deque, where thieves can see it, every fairness tick and whenever
-//     some worker sleeps; so a yielding fiber is stealable within one tick
-//     interval, and a worker with a non-empty ring never sleeps.
+//     the deque — as much as fits, so the order holds — where thieves can see
+//     it, every fairness tick and whenever some worker sleeps; so a yielding
+//     fiber is stealable within one tick interval, and a worker with a
+//     non-empty ring never sleeps.
 //  W4 A fiber that never started gets its stack when first picked; one that
 //     was cancelled before that is finished without running (task not run).
 //
@@ -152,6 +154,8 @@ private:
     void resume_from_scheduler(fiber* f) noexcept;
     worker* switch_away(fiber* self, fiber* next, action a, bool exiting = false) noexcept;
     void complete_switch(transfer t) noexcept;
+    void complete_other() noexcept;
+    worker* yield_slow() noexcept;
     bool prepare(fiber* f) noexcept;
     void finish_unstarted(fiber* f, std::exception_ptr why) noexcept;
     void set_lifo(fiber* f) noexcept;
