@@ -19,6 +19,11 @@
 //     relies on that scan instead of waking anyone.
 //  D3 A woken worker starts out searching (notify_one counts it as searching
 //     before it runs), so at most one wake-up is in flight per burst of work.
+//  D4 A push onto a deque owes notify_one only when the deque was empty: work
+//     already visible there was covered when it appeared — by a wake-up, by a
+//     searcher (whose last member wakes another when it finds work, D2), or by
+//     every worker being awake (a worker re-scans every queue before it
+//     sleeps, D2). A burst of spawns thus costs one fence, not one per spawn.
 //
 // Memory-ordering argument (the submission / parking pair, after Go's
 // proc.go "Worker thread parking/unparking"):

@@ -124,8 +124,11 @@ void worker::yq_flush() noexcept {
 }
 
 void worker::schedule_spawned(fiber* f) noexcept {
+    // D4: a wake-up is owed only when the deque turns non-empty (and never
+    // when we are the only worker, which is awake: it is running us).
+    const bool was_empty = !dq_.owner_nonempty();
     push_local(f);
-    if (rt_.workers.size() > 1) rt_.idle.notify_one();  // alone, we are the one awake worker
+    if (was_empty && rt_.workers.size() > 1) rt_.idle.notify_one();
 }
 
 void worker::set_lifo(fiber* f) noexcept {
