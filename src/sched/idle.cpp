@@ -55,7 +55,8 @@ void idle_set::wake_all() noexcept {
         all = sleepers_;  // copy: sleepers_ keeps its reserved capacity
         sleepers_.clear();
         for (worker* w : all) {
-            state_.fetch_add(one_unparked, std::memory_order_seq_cst);  // seq_cst: D2 total order
+            // seq_cst: D2 total order. Counted as searching, as every woken worker is (D3).
+            state_.fetch_add(one_unparked + one_searching, std::memory_order_seq_cst);
             w->sleep_word.store(0, std::memory_order_release);  // release: pairs with worker::sleep()
         }
     }
