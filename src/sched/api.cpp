@@ -154,13 +154,7 @@ fiber_ref spawn_task(runtime_impl* rt, task_base* t, const spawn_attrs& attrs) {
 }
 
 void terminate_uncaught(std::exception_ptr e) noexcept {
-    std::string what = "unknown exception";
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-        what = ex.what();
-    } catch (...) {
-    }
+    const std::string what = describe(e);
     fiber* f = running_fiber();
     std::fprintf(stderr, "weft: uncaught exception in fiber %llu '%s': %s\n",
                  static_cast<unsigned long long>(f ? f->id : 0), f ? f->name_copy().c_str() : "", what.c_str());

@@ -27,17 +27,20 @@ namespace {
 std::atomic<std::uint64_t> g_next_id_block{1};
 constexpr std::uint64_t id_block = 256;
 
-void report_unobserved(const fiber* f, std::exception_ptr e) noexcept {
-    std::string what = "unknown exception";
+void report_unobserved(fiber* f, std::exception_ptr e) noexcept {
+    log().error("fiber {} '{}' exited with an exception nobody joined: {}", f->id, f->name_copy(), describe(e));
+}
+}  // namespace
+
+std::string describe(std::exception_ptr e) noexcept {
     try {
         std::rethrow_exception(e);
     } catch (const std::exception& ex) {
-        what = ex.what();
+        return ex.what();
     } catch (...) {
     }
-    log().error("fiber {} '{}' exited with an exception nobody joined: {}", f->id, const_cast<fiber*>(f)->name_copy(), what);
+    return "unknown exception";
 }
-}  // namespace
 
 std::uint64_t next_id() noexcept {
     // Blocks of ids per thread: one shared RMW per 256 spawns instead of per spawn.

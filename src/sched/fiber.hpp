@@ -51,6 +51,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <string_view>
 
@@ -116,6 +117,9 @@ inline constexpr std::size_t fiber_header_size =
 inline fiber* fiber_of_task(void* task_storage) noexcept {
     return reinterpret_cast<fiber*>(static_cast<char*>(task_storage) - fiber_header_size);
 }
+
+/// e.what() of an exception_ptr, or "unknown exception" (for reports).
+std::string describe(std::exception_ptr e) noexcept;
 
 /// Ids for fibers and for plain threads come from one counter.
 std::uint64_t next_id() noexcept;
