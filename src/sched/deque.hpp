@@ -52,8 +52,12 @@
 // (races with the owner's fence-less fast path in pop() for k > 1 — steal
 // half is done as repeated single steals instead).
 //
-// Tested by test/api/runtime_test.cpp (WorkIsStolen, spawn storms) and the
-// TSan run with -Dchaos=true (4-slot deques, so overflow and stealing are hot).
+// Tested by test/unit/deque_test.cpp (both ends, capacity, concurrent thieves
+// taking each item once), test/api/scheduler_test.cpp (IdleWorkersStealWork),
+// test/stress/spawn_storm_test.cpp, and the TSan run with -Dchaos=true (4-slot
+// deques, so overflow and stealing are hot). TSan does not model the two
+// seq_cst fences (gcc's -Wtsan says so), so the StoreLoad argument above is
+// checked by review and by the concurrent-thief unit test, not by TSan.
 #pragma once
 #include "util/private.hpp"
 

@@ -115,9 +115,17 @@ fiber* worker::yq_pop() noexcept {
 void worker::yq_flush() noexcept {
     // Only what fits: an overflow would send the oldest half to the injector,
     // behind younger fibers, and break the ring's FIFO order (W3).
+    // Unlink before pushing: once in the deque a fiber may be stolen, run and
+    // freed at once, so nothing may touch it after the push (W1's rule).
     bool moved = false;
-    while (yq_head_ && dq_.push(yq_head_)) {
-        (void)yq_pop();
+    while (fiber* f = yq_head_) {
+        fiber* nx = std::exchange(f->next_run, nullptr);
+        if (!dq_.push(f)) {
+            f->next_run = nx;  // not published: still ours
+            break;
+        }
+        yq_head_ = nx;
+        if (!nx) yq_tail_ = nullptr;
         moved = true;
     }
     if (moved) rt_.idle.notify_one();  // W5: now stealable

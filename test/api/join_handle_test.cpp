@@ -245,18 +245,26 @@ TEST_P(RuntimeTest, JoinHandleMoveAssignOverJoinableDetaches) {
 
 TEST_P(RuntimeTest, JoinHandleSelfJoinThrowsResourceDeadlock) {
     // The fiber receives a pointer to its own handle once the handle exists.
+    // join_handle is fiber-safe, not thread-safe: the test joins it only
+    // after the fiber's own join() call has returned.
     std::atomic<weft::join_handle<int>*> self{nullptr};
-    auto h = rt.spawn([&self]() -> int {
+    std::atomic<int> outcome{-1};  // -1 timed out, 0 join returned, 1 deadlock error, 2 other code
+    auto h = rt.spawn([&]() -> int {
         if (!yield_until([&] { return self.load(std::memory_order_acquire) != nullptr; })) return -1;
+        int result = 0;
         try {
             self.load(std::memory_order_acquire)->join();
         } catch (const weft::fiber_error& e) {
-            return e.code() == std::errc::resource_deadlock_would_occur ? 1 : 2;
+            result = e.code() == std::errc::resource_deadlock_would_occur ? 1 : 2;
         }
-        return 0;
+        outcome.store(result, std::memory_order_release);
+        return result;
     });
     self.store(&h, std::memory_order_release);
-    EXPECT_EQ(h.join(), 1) << "1: deadlock error, 2: another error code, 0: join returned, -1: timed out";
+    ASSERT_TRUE(eventually([&] { return outcome.load(std::memory_order_acquire) != -1; }));
+    EXPECT_EQ(outcome.load(), 1);
+    EXPECT_TRUE(h.joinable()) << "a failed self-join must leave the handle joinable";
+    EXPECT_EQ(h.join(), 1);
 }
 
 // --- many fibers, nesting, several spawning threads -------------------------
@@ -304,4 +312,13 @@ TEST_P(RuntimeTest, SpawnsFromSeveralPlainThreadsAtOnce) {
 TEST(FreeSpawn, UsesTheDefaultRuntimeOnAPlainThread) {
     auto h = weft::spawn([] { return weft::runtime::current(); });
     EXPECT_EQ(h.join(), &weft::default_runtime());
+}
+
+TEST(JoinHandle, JoinReturnsAReferenceResult) {
+    weft::runtime rt(weft::runtime_options{.workers = 1});
+    int target = 1;
+    int& got = rt.block_on([&]() -> int& { return target; });
+    got = 42;
+    EXPECT_EQ(target, 42);  // the same object, not a copy
+    EXPECT_EQ(&got, &target);
 }

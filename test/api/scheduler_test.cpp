@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -44,18 +45,20 @@ TEST_P(RuntimeTest, IdleWorkersStealWork) {
     constexpr int tasks = 64;
     constexpr int rounds = 10;
     std::mutex mu;
-    std::set<std::thread::id> threads;
-    const auto steals_before = rt.stats().steals;
+    std::set<std::thread::id> threads;  // every worker thread that ran one of these fibers
+    auto record = [&] {
+        std::lock_guard lock(mu);
+        threads.insert(std::this_thread::get_id());
+    };
+    const auto before = rt.stats();
     rt.block_on([&] {
         std::vector<weft::join_handle<void>> hs;
         hs.reserve(tasks);
         for (int t = 0; t < tasks; ++t) {
+            record();
             hs.push_back(weft::spawn([&] {
                 for (int r = 0; r < rounds; ++r) {
-                    {
-                        std::lock_guard lock(mu);
-                        threads.insert(std::this_thread::get_id());
-                    }
+                    record();
                     burn(20000);
                     weft::this_fiber::yield();
                 }
@@ -64,14 +67,19 @@ TEST_P(RuntimeTest, IdleWorkersStealWork) {
         }
         for (auto& h : hs) h.join();
     });
-    const auto steals = rt.stats().steals - steals_before;
+    const auto after = rt.stats();
+    const auto steals = after.steals - before.steals;
+    const std::string diag = "steals " + std::to_string(steals) + ", worker sleeps " +
+                             std::to_string(after.worker_sleeps - before.worker_sleeps) + ", switches " +
+                             std::to_string(after.switches - before.switches) + ", threads " +
+                             std::to_string(threads.size());
     if (workers() == 1) {
-        EXPECT_EQ(steals, 0u) << "one worker has nobody to steal from";
-        EXPECT_EQ(threads.size(), 1u);
+        EXPECT_EQ(steals, 0u) << "one worker has nobody to steal from; " << diag;
+        EXPECT_EQ(threads.size(), 1u) << diag;
     } else {
-        EXPECT_GT(steals, 0u);
-        EXPECT_GT(threads.size(), 1u) << "all fibers ran on one worker thread";
-        EXPECT_LE(threads.size(), workers());
+        EXPECT_GT(steals, 0u) << diag;
+        EXPECT_GT(threads.size(), 1u) << "all fibers ran on one worker thread; " << diag;
+        EXPECT_LE(threads.size(), workers()) << diag;
     }
 }
 

@@ -195,20 +195,28 @@ TEST(Thread, DetachOfANonJoinableThreadThrowsInvalidArgument) {
 
 TEST(Thread, SelfJoinThrowsResourceDeadlock) {
     // The fiber gets a pointer to its own weft::thread once it is constructed.
+    // weft::thread is fiber-safe, not thread-safe: the test joins it only
+    // after the fiber's own join() call has returned.
     std::atomic<weft::thread*> self{nullptr};
-    std::atomic<int> outcome{-1};  // -1 timed out, 0 join returned, 1 deadlock, 2 other code
+    std::atomic<int> outcome{-1};  // -1 pending, 0 join returned, 1 deadlock error, 2 other code, 3 timed out
     weft::thread t([&] {
-        if (!yield_until([&] { return self.load(std::memory_order_acquire) != nullptr; })) return;
+        if (!yield_until([&] { return self.load(std::memory_order_acquire) != nullptr; })) {
+            outcome.store(3);
+            return;
+        }
+        int result = 0;
         try {
             self.load(std::memory_order_acquire)->join();
-            outcome.store(0);
         } catch (const weft::fiber_error& e) {
-            outcome.store(e.code() == std::errc::resource_deadlock_would_occur ? 1 : 2);
+            result = e.code() == std::errc::resource_deadlock_would_occur ? 1 : 2;
         }
+        outcome.store(result, std::memory_order_release);
     });
     self.store(&t, std::memory_order_release);
-    t.join();
+    EXPECT_TRUE(eventually([&] { return outcome.load(std::memory_order_acquire) != -1; }));
     EXPECT_EQ(outcome.load(), 1);
+    EXPECT_TRUE(t.joinable()) << "a failed self-join must leave the thread joinable";
+    t.join();
 }
 
 TEST(Thread, HardwareConcurrencyMatchesStdThread) {

@@ -134,3 +134,30 @@ TEST_P(RuntimeTest, ShutdownWhileThreadsSpawn) {
     EXPECT_EQ(ran.load(), joined_ok.load()) << "a fiber that started must finish normally (yield never throws)";
     EXPECT_EQ(rt.stats().fibers_alive, 0u);
 }
+
+// Regression: worker::yq_flush() pushed the yield ring's head into the
+// stealable deque before unlinking it, so a thief could run and free the fiber
+// while the owner still wrote its link (TSan: race on fiber::next_run in a
+// reused fiber block). Here short-lived fibers yield a few times and exit
+// while other workers sleep and wake (so rings are flushed) and steal.
+TEST_P(RuntimeTest, RegressionYieldRingFlushTouchedAStolenFiber) {
+    constexpr int rounds = 200;
+    const int per_round = static_cast<int>(weft_test::scaled(2000) < 64 ? 64 : weft_test::scaled(2000));
+    std::atomic<std::uint64_t> done{0};
+    const auto deadline = std::chrono::steady_clock::now() + 1500ms;
+    int ran = 0;
+    for (; ran < rounds && std::chrono::steady_clock::now() < deadline; ++ran) {
+        rt.block_on([&] {
+            std::vector<weft::join_handle<void>> hs;
+            hs.reserve(per_round);
+            for (int i = 0; i < per_round; ++i)
+                hs.push_back(weft::spawn([&, i] {
+                    for (int k = 0; k < 1 + i % 3; ++k) weft::this_fiber::yield();
+                    done.fetch_add(1, std::memory_order_relaxed);
+                }));
+            for (auto& h : hs) h.join();
+        });
+    }
+    EXPECT_EQ(done.load(), static_cast<std::uint64_t>(ran) * per_round);
+    EXPECT_GT(ran, 0);
+}

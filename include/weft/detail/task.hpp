@@ -103,10 +103,28 @@ std::pair<fiber_ref, Task*> make_and_spawn(runtime_impl* rt, A&&... args) {
 /// Prints "weft: uncaught exception in fiber <id> '<name>': <what>" and calls std::terminate.
 [[noreturn]] WEFT_API void terminate_uncaught(std::exception_ptr e) noexcept;
 
+/// What a task keeps of its result: R, a pointer for a reference, a byte for void.
+template <class R>
+struct result_slot {
+    using type = R;
+};
+template <>
+struct result_slot<void> {
+    using type = char;
+};
+template <class R>
+struct result_slot<R&> {
+    using type = R*;
+};
+template <class R>
+struct result_slot<R&&> {
+    using type = R*;
+};
+
 /// Holds R (or nothing for void) and/or the exception of a finished task.
 template <class R>
 struct result_task : task_base {
-    std::optional<std::conditional_t<std::is_void_v<R>, char, R>> value;
+    std::optional<typename result_slot<R>::type> value;
     std::exception_ptr error;
     bool observed = false;
 
@@ -120,7 +138,8 @@ R result_task<R>::take() {
     observed = true;
     if (this->not_started) std::rethrow_exception(this->not_started);
     if (error) std::rethrow_exception(error);
-    if constexpr (!std::is_void_v<R>) return std::move(*value);
+    if constexpr (std::is_reference_v<R>) return std::forward<R>(**value);
+    else if constexpr (!std::is_void_v<R>) return std::move(*value);
 }
 
 /// A task that calls fn(args...) and keeps the result for join().
@@ -135,6 +154,8 @@ struct fn_task final : result_task<R> {
             if constexpr (std::is_void_v<R>) {
                 (*fn)();
                 this->value.emplace('\0');
+            } else if constexpr (std::is_reference_v<R>) {
+                this->value.emplace(&static_cast<R>((*fn)()));
             } else {
                 this->value.emplace((*fn)());
             }
