@@ -8,6 +8,7 @@
 #include <weft/error.hpp>
 #include <weft/fiber_id.hpp>
 
+#include "sched/block_pool.hpp"
 #include "sched/worker.hpp"
 #include "sync/wait_queue.hpp"
 #include "util/log.hpp"
@@ -76,80 +77,14 @@ void fiber::set_name(std::string_view n) {
 
 namespace {
 
-// F5: per-thread caches of fiber blocks, one list per 16-byte size class.
-// Blocks may be freed on another thread than the one that allocated them;
-// they all come from plain operator new, so any thread may cache or delete
-// them. Each list is capped so a producer/consumer pattern across threads
-// cannot grow a cache without bound.
-constexpr std::size_t block_align = alignof(std::max_align_t);
-constexpr std::size_t cached_classes = 32;         // task storage up to 512 bytes
-constexpr std::size_t cache_cap_per_class = 4096;
-
-// Trivially destructible, so initial-exec TLS needs no guard or wrapper call;
-// the blocks are handed back at thread exit by block_cache_flusher, which a
-// thread registers the first time it caches a block.
-struct block_cache {
-    struct node {
-        node* next;
-    };
-    node* head[cached_classes];
-    std::size_t count[cached_classes];
-    bool flusher_registered;
-};
-
-// initial-exec: no __tls_get_addr call on the spawn path (9% of skynet's
-// instructions with the shared library's default global-dynamic model).
-thread_local block_cache tls_blocks __attribute__((tls_model("initial-exec")));
-
-struct block_cache_flusher {
-    ~block_cache_flusher() {
-        for (std::size_t c = 0; c < cached_classes; ++c) {
-            while (auto* n = tls_blocks.head[c]) {
-                tls_blocks.head[c] = n->next;
-                ::operator delete(n);
-            }
-            tls_blocks.count[c] = 0;
-        }
-    }
-};
-
-__attribute__((noinline)) void register_flusher() noexcept {
-    thread_local block_cache_flusher flusher;
-    (void)flusher;
-    tls_blocks.flusher_registered = true;
-}
-
-std::size_t class_of(std::size_t block_size) noexcept { return (block_size - fiber_header_size) / block_align - 1; }
-
-void free_block(void* p, std::size_t block_size) noexcept {
-    std::size_t c = class_of(block_size);
-    if (c < cached_classes && tls_blocks.count[c] < cache_cap_per_class) {
-        if (!tls_blocks.flusher_registered) register_flusher();
-        auto* n = static_cast<block_cache::node*>(p);
-        n->next = tls_blocks.head[c];
-        tls_blocks.head[c] = n;
-        ++tls_blocks.count[c];
-        return;
-    }
-    ::operator delete(p);
-}
-
 }  // namespace
 
 void* alloc_task_storage(std::size_t size, std::size_t align) {
     (void)align;  // <= alignof(max_align_t): static_assert in make_and_spawn
     size = std::max<std::size_t>(size, 1);
-    const std::size_t block_size = fiber_header_size + (size + block_align - 1) / block_align * block_align;
-    void* p = nullptr;
-    std::size_t c = class_of(block_size);
-    if (c < cached_classes && tls_blocks.head[c]) {
-        auto* n = tls_blocks.head[c];
-        tls_blocks.head[c] = n->next;
-        --tls_blocks.count[c];
-        p = n;
-    } else {
-        p = ::operator new(block_size);
-    }
+    constexpr std::size_t align16 = alignof(std::max_align_t);
+    const std::size_t block_size = fiber_header_size + (size + align16 - 1) / align16 * align16;
+    void* p = block_alloc(block_size);  // F5
     auto* f = ::new (p) fiber;
     f->block_size = static_cast<std::uint32_t>(block_size);
     return reinterpret_cast<char*>(p) + fiber_header_size;
@@ -159,7 +94,7 @@ void free_task_storage(void* storage) noexcept {
     fiber* f = fiber_of_task(storage);
     std::size_t bs = f->block_size;
     f->~fiber();
-    free_block(f, bs);
+    block_free(f, bs);
 }
 
 void fiber::release() noexcept {
@@ -169,7 +104,7 @@ void fiber::release() noexcept {
     task->~task_base();
     std::size_t bs = block_size;
     this->~fiber();
-    free_block(this, bs);
+    block_free(this, bs);
 }
 
 task_base::~task_base() = default;

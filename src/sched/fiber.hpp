@@ -27,8 +27,9 @@
 //     call of the fiber throws operation_cancelled, and a fiber that has not
 //     started never runs its task.
 //  F5 A fiber and its task share one allocation (the task `fiber_header_size`
-//     bytes after the fiber), recycled through a per-thread cache of blocks
-//     per 16-byte size class; so a spawn is one cache pop, not two mallocs.
+//     bytes after the fiber), from sched/block_pool.hpp: recycled through
+//     per-thread lists by 16-byte size class, carved from huge-page chunks
+//     when fresh; so a spawn is one list pop, not two mallocs.
 //
 // Memory orders.
 //  - refs: increments relaxed (the caller already holds a reference);
