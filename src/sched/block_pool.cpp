@@ -13,6 +13,7 @@
 
 namespace weft::detail {
 
+#if !defined(WEFT_ASAN)  // under ASan every block is operator new/delete (see the header)
 namespace {
 
 constexpr std::size_t granule = 16;
@@ -128,6 +129,7 @@ __attribute__((noinline)) void* refill(std::size_t c, std::size_t block_size) {
 }
 
 }  // namespace
+#endif
 
 void* block_alloc(std::size_t block_size) {
 #if defined(WEFT_ASAN)
