@@ -8,3 +8,4 @@
 #include <weft/runtime.hpp>
 #include <weft/this_fiber.hpp>
 #include <weft/thread.hpp>
+#include <weft/timer.hpp>

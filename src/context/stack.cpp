@@ -109,10 +109,14 @@ stack stack_cache::get() {
 }
 
 void stack_cache::put(stack s) noexcept {
-    if (hot_.size() < hot_max) {
-        hot_.push_back(s);
+    if (hot_.size() < burst_max) {
+        hot_.push_back(s);  // I2: no syscall here
         return;
     }
+    retire(s);
+}
+
+void stack_cache::retire(stack s) noexcept {
     if (cold_.size() < cold_max) {
         // Return the pages, keep the address range and its guard (I1, I2).
         WEFT_CHECK(::madvise(s.lo(), s.size, MADV_DONTNEED) == 0);
@@ -121,6 +125,14 @@ void stack_cache::put(stack s) noexcept {
     }
     unmap_stack(s);
     mapped_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: statistics counter
+}
+
+void stack_cache::trim() noexcept {
+    while (hot_.size() > hot_max) {
+        stack s = hot_.back();
+        hot_.pop_back();
+        retire(s);
+    }
 }
 
 void stack_cache::clear() noexcept {

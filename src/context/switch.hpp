@@ -120,7 +120,13 @@ inline __attribute__((always_inline)) transfer enter_jump(bctx::fcontext_t to, v
         :
         : "rcx", "r8", "r9", "r10", "r11", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
           "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)", "st(2)",
-          "st(3)", "st(4)", "st(5)", "st(6)", "st(7)");
+          "st(3)", "st(4)", "st(5)", "st(6)", "st(7)"
+#if defined(__AVX512F__)  // caller-saved as well where the compiler may use them
+          ,
+          "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27",
+          "xmm28", "xmm29", "xmm30", "xmm31", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
+#endif
+    );
     return transfer{rax, rdx};
 }
 

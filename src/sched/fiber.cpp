@@ -101,7 +101,13 @@ void fiber::release() noexcept {
     // acq_rel: the last releaser must see every write made through other references (F1).
     if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (auto e = task->unobserved_exception()) report_unobserved(this, e);
-    task->~task_base();
+    task->~task_base();  // user destructors: on the fiber's own stack or a handle owner's thread (F1)
+    unpin();
+}
+
+void fiber::unpin() noexcept {
+    // acq_rel: the last unpin must see every write made under the other pins (F1).
+    if (pins.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     std::size_t bs = block_size;
     this->~fiber();
     block_free(this, bs);

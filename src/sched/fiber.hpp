@@ -13,15 +13,23 @@
 // `meta_lock`. Join state is guarded by `join_lock`.
 //
 // Invariants.
-//  F1 refs counts the runtime's reference (held from spawn until the stack is
-//     released after the final switch) plus one per fiber_ref. The object and
-//     its task are deleted when refs reaches 0.
+//  F1 Two counts. `refs` keeps the task's contents (the callable's result and
+//     exception): the runtime's reference (dropped by the fiber itself at exit,
+//     on its own stack) plus one per fiber_ref; whoever drops the last one
+//     destroys the contents, so user destructors run on the fiber's own stack
+//     or on the handle owner's thread, never inside a post-switch hook.
+//     `pins` keeps the block's memory: one while the contents live, one until
+//     the exit hook has recycled the stack, one per timer entry; the last unpin
+//     frees the block (no user code).
 //  F2 finished is monotonic; it is set under join_lock, after the task's
 //     result is written, and before any joiner is woken.
 //  F3 park_state goes running -> parking (by the fiber, lock held) -> parked
 //     (by the post-switch hook, lock still held) -> woken (by exactly one
-//     claimer: a waker or the canceller) -> running (when resumed). Only the
-//     claimer that wins parked -> woken may schedule the fiber.
+//     claimer: a waker, the canceller, or its timer entry) -> running (when
+//     resumed). Only the claimer that wins parked -> woken may schedule the
+//     fiber; it writes `reason` first, so the fiber knows which one it was.
+//     Each park has a generation (pword's high bits): a claim names it, so a
+//     timer entry left from an earlier park can never claim a later one.
 //  F4 cancel_requested (this fiber) and runtime_impl::cancelling_ (all of
 //     the runtime's fibers) are monotonic; once either is set, every blocking
 //     call of the fiber throws operation_cancelled, and a fiber that has not
@@ -68,7 +76,7 @@ namespace weft::detail {
 class worker;
 
 enum class park_state : std::uint8_t { running, parking, parked, woken };
-enum class wake_reason : std::uint8_t { notified, cancelled };
+enum class wake_reason : std::uint8_t { notified, cancelled, timeout };
 
 struct fiber {
     exec_context ctx;
@@ -79,7 +87,10 @@ struct fiber {
     std::uint64_t id = 0;
 
     std::atomic<std::uint32_t> refs{2};  // F1: runtime + first handle
-    std::atomic<park_state> pstate{park_state::running};
+    std::atomic<std::uint32_t> pins{2};  // F1: contents + exit hook
+    // F3: (park generation << 8) | park_state. The generation grows by one per
+    // park, so a claim for an old park (a late timer entry) can never win a newer one.
+    std::atomic<std::uint64_t> pword{0};
     std::atomic<bool> cancel_requested{false};
     wake_reason reason = wake_reason::notified;  // written by the claimer before scheduling (F3)
     bool started = false;                        // touched by the running worker only
@@ -107,8 +118,47 @@ struct fiber {
     std::string name_copy() noexcept;      // under meta_lock; "" when unnamed
     void set_name(std::string_view n);     // by the fiber itself
 
-    void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }  // relaxed: caller holds a ref (F1)
-    void release() noexcept;  // F1
+    static constexpr park_state state_of(std::uint64_t w) noexcept { return static_cast<park_state>(w & 0xff); }
+    static constexpr std::uint64_t word(std::uint64_t gen, park_state s) noexcept {
+        return (gen << 8) | static_cast<std::uint64_t>(s);
+    }
+
+    /// By the fiber itself: a new park begins. Returns its generation.
+    std::uint64_t begin_park() noexcept {
+        const std::uint64_t gen = (pword.load(std::memory_order_relaxed) >> 8) + 1;  // relaxed: own variable
+        pword.store(word(gen, park_state::parking), std::memory_order_relaxed);  // relaxed: claimers CAS from `parked` only
+        return gen;
+    }
+    /// By the post-switch hook: the fiber is saved and may be claimed now (F3).
+    void publish_parked(std::uint64_t gen) noexcept {
+        pword.store(word(gen, park_state::parked), std::memory_order_seq_cst);  // seq_cst: StoreLoad with the cancel flags (F3)
+    }
+    /// By the fiber itself, once resumed.
+    void end_park(std::uint64_t gen) noexcept {
+        pword.store(word(gen, park_state::running), std::memory_order_relaxed);  // relaxed: claimers CAS from `parked` only
+    }
+    /// Exactly one claimer of a park wins (F3); the winner then schedules the fiber.
+    bool try_claim_park(std::uint64_t gen, wake_reason why) noexcept {
+        std::uint64_t expected = word(gen, park_state::parked);
+        // seq_cst: one total order with publish_parked() and the other claimers (F3).
+        if (!pword.compare_exchange_strong(expected, word(gen, park_state::woken), std::memory_order_seq_cst,
+                                           std::memory_order_relaxed))
+            return false;
+        reason = why;
+        return true;
+    }
+    /// Claims whatever park the fiber is in now, if it is parked (wakers, canceller).
+    bool try_claim_current(wake_reason why) noexcept {
+        const std::uint64_t w = pword.load(std::memory_order_seq_cst);  // seq_cst: F3
+        return state_of(w) == park_state::parked && try_claim_park(w >> 8, why);
+    }
+    bool is_parked_in(std::uint64_t gen) const noexcept {
+        return pword.load(std::memory_order_relaxed) == word(gen, park_state::parked);  // relaxed: see timer_queue T3
+    }
+
+    void release() noexcept;  // F1: drops a contents reference
+    void pin() noexcept { pins.fetch_add(1, std::memory_order_relaxed); }  // relaxed: caller holds a pin (F1)
+    void unpin() noexcept;    // F1: drops a pin; the last frees the block
 };
 
 /// Bytes from a fiber to its task storage (F5).

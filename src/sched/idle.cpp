@@ -48,6 +48,19 @@ bool idle_set::transition_to_parked(worker* w, bool was_searching) noexcept {
     return was_searching && searching_of(prev) == 1;
 }
 
+bool idle_set::cancel_park(worker* w) noexcept {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (std::size_t i = 0; i < sleepers_.size(); ++i) {
+        if (sleepers_[i] != w) continue;
+        sleepers_[i] = sleepers_.back();
+        sleepers_.pop_back();
+        state_.fetch_add(one_unparked, std::memory_order_seq_cst);  // seq_cst: D2 total order (D5)
+        w->sleep_word.store(0, std::memory_order_relaxed);  // relaxed: our own word, written under mu_
+        return true;
+    }
+    return false;
+}
+
 void idle_set::wake_all() noexcept {
     std::vector<worker*> all;
     {

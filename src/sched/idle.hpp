@@ -19,6 +19,11 @@
 //     relies on that scan instead of waking anyone.
 //  D3 A woken worker starts out searching (notify_one counts it as searching
 //     before it runs), so at most one wake-up is in flight per burst of work.
+//  D5 A sleeper may leave the sleepers list on its own (its earliest timer is
+//     due): under mu_ it removes itself and counts itself unparked, not
+//     searching. If a notifier removed it first, the notifier's accounting
+//     (unparked + searching, word = 0) stands and the sleeper just waits for
+//     its word to turn 0.
 //  D4 A push onto a deque owes notify_one only when the deque was empty: work
 //     already visible there was covered when it appeared — by a wake-up, by a
 //     searcher (whose last member wakes another when it finds work, D2), or by
@@ -73,6 +78,11 @@ public:
     /// A worker goes to sleep (it is added to the sleepers). True: it was the
     /// last searcher (it must re-scan every queue before sleeping; D2).
     [[nodiscard]] bool transition_to_parked(worker* w, bool was_searching) noexcept;
+    /// A sleeping worker whose earliest timer is due leaves the sleepers by
+    /// itself (D5). False: a notifier took it out first (it is then counted as
+    /// unparked and searching, and its word is, or is about to be, 0).
+    [[nodiscard]] bool cancel_park(worker* w) noexcept;
+
     void wake_all() noexcept;
 
     /// Hint: is some worker asleep? (relaxed; used to share a yield ring, W5)

@@ -1,6 +1,7 @@
 #include "sched/runtime_impl.hpp"
 
 #include <cerrno>
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
@@ -95,6 +96,15 @@ runtime_impl::~runtime_impl() { shutdown(); }
 
 fiber* runtime_impl::spawn(task_base* t, const spawn_attrs& attrs) {
     fiber* f = fiber_of_task(t);  // F5
+    if (attrs.name) {
+        try {
+            f->name = new std::string(attrs.name);
+        } catch (...) {  // ownership of t is ours (task.hpp)
+            t->~task_base();
+            free_task_storage(t);
+            throw;
+        }
+    }
     worker* w = worker::current();
     const bool local = w && &w->rt() == this;
     // seq_cst: StoreLoad against shutdown()'s accepting_ store then in-flight load (R1).
@@ -109,7 +119,6 @@ fiber* runtime_impl::spawn(task_base* t, const spawn_attrs& attrs) {
     f->task = t;
     f->rt = this;
     f->id = next_id();
-    if (attrs.name) f->name = new std::string(attrs.name);
     if (local) {
         w->count_spawn();  // R2
         w->schedule_spawned(f);
@@ -151,10 +160,21 @@ void runtime_impl::schedule_woken(fiber* f) noexcept {
     else post(f);
 }
 
+std::int64_t runtime_impl::earliest_timer() const noexcept {
+    std::int64_t e = timer_queue::none;
+    for (const auto& w : workers) e = std::min(e, w->earliest_timer());
+    return e;
+}
+
+void runtime_impl::nudge_sleeper(std::int64_t deadline_ns, const worker* by) noexcept {
+    for (const auto& w : workers)
+        if (w.get() != by && w->nudge_if_sleeping_past(deadline_ns)) return;
+}
+
 bool runtime_impl::any_work_visible() const noexcept {
     if (injector_maybe_nonempty()) return true;
-    for (const auto& w : workers)
-        if (w->queue_depth() != 0) return true;
+    for (const auto& w : workers)  // LIFO slots are not stealable: their owners drain them
+        if (w->stealable_depth() != 0) return true;
     return false;
 }
 
@@ -197,12 +217,7 @@ void runtime_impl::cancel(fiber* f) noexcept {
 }
 
 void runtime_impl::wake_cancelled(fiber* f) noexcept {
-    park_state expected = park_state::parked;
-    if (f->pstate.compare_exchange_strong(expected, park_state::woken, std::memory_order_seq_cst,  // seq_cst: F3
-                                          std::memory_order_relaxed)) {
-        f->reason = wake_reason::cancelled;
-        f->rt->schedule_woken(f);
-    }
+    if (f->try_claim_current(wake_reason::cancelled)) f->rt->schedule_woken(f);
 }
 
 void runtime_impl::cancel_all() noexcept {
@@ -288,7 +303,7 @@ std::string runtime_impl::dump_json() const {
         auto& lock = const_cast<spinlock&>(s.lock);
         lock.lock();  // fibers stay allocated while registered (R5)
         for (fiber* f = s.head; f; f = f->reg_next) {
-            const park_state ps = f->pstate.load(std::memory_order_relaxed);  // relaxed: diagnostics
+            const park_state ps = fiber::state_of(f->pword.load(std::memory_order_relaxed));  // relaxed: diagnostics
             const char* why = f->wait_reason.load(std::memory_order_relaxed);  // relaxed: diagnostics
             const char* state = ps == park_state::parked || ps == park_state::parking ? "parked"
                                 : ps == park_state::woken                           ? "runnable"

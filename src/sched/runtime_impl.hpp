@@ -80,6 +80,10 @@ public:
     bool injector_maybe_nonempty() const noexcept {
         return injector_len_.load(std::memory_order_relaxed) != 0;  // relaxed: hint; R3 for the re-scan
     }
+    /// The earliest timer deadline of any worker (timer_queue::none if none).
+    std::int64_t earliest_timer() const noexcept;
+    /// T4: an earliest deadline was armed by `by`; wake one sleeper that would sleep past it.
+    void nudge_sleeper(std::int64_t deadline_ns, const worker* by) noexcept;
     /// Any queue (injector or a deque) non-empty? For the re-scan before sleeping.
     bool any_work_visible() const noexcept;
 

@@ -31,6 +31,7 @@ worker::worker(runtime_impl& rt, unsigned index, std::size_t deque_capacity)
     : rt_(rt),
       index_(index),
       dq_(deque_capacity),
+      wq_(deque_capacity),
       stacks_(rt.opts.stack_size, rt.opts.guard_pages, rt.stacks_mapped),
       rng_(0x9e3779b9u * (index + 1)) {}
 
@@ -43,7 +44,7 @@ void worker::join() {
 }
 
 std::size_t worker::queue_depth() const noexcept {
-    return dq_.size() + (lifo_full.load(std::memory_order_relaxed) ? 1 : 0);  // relaxed: stats
+    return dq_.size() + wq_.size() + (lifo_full.load(std::memory_order_relaxed) ? 1 : 0);  // relaxed: stats
 }
 
 std::uint32_t worker::next_random() noexcept {  // xorshift32: victim choice only
@@ -54,6 +55,16 @@ std::uint32_t worker::next_random() noexcept {  // xorshift32: victim choice onl
 }
 
 void worker::wake_thread() noexcept { futex_wake(sleep_word, 1); }
+
+bool worker::nudge_if_sleeping_past(std::int64_t deadline_ns) noexcept {
+    if (sleep_deadline_.load(std::memory_order_seq_cst) <= deadline_ns) return false;  // seq_cst: T4
+    std::uint32_t expected = 1;
+    // acq_rel: only a sleeper's word is 1; 0 (woken) and nudged need nothing.
+    if (!sleep_word.compare_exchange_strong(expected, nudged, std::memory_order_acq_rel, std::memory_order_relaxed))
+        return false;
+    futex_wake(sleep_word, 1);
+    return true;
+}
 
 // ---------------------------------------------------------------- queues
 
@@ -144,29 +155,38 @@ void worker::set_lifo(fiber* f) noexcept {
     lifo_full.store(f != nullptr, std::memory_order_relaxed);  // relaxed: stats mirror
 }
 
+void worker::push_woken(fiber* f) noexcept {
+    // W6: FIFO among woken fibers. Full: the newcomer waits in the (FIFO)
+    // injector rather than reorder the queue. D4 as for spawns.
+    const bool was_empty = !wq_.owner_nonempty();
+    if (!wq_.push(f)) {
+        rt_.post(f);
+        return;
+    }
+    if (was_empty && rt_.workers.size() > 1) rt_.idle.notify_one();
+}
+
 void worker::schedule_woken(fiber* f) noexcept {
 #if WEFT_CHAOS
     if (next_random() & 1) {  // chaos: sometimes bypass the LIFO slot
-        schedule_spawned(f);
+        push_woken(f);
         return;
     }
 #endif
     fiber* prev = lifo_;
     set_lifo(f);
-    if (prev) schedule_spawned(prev);  // the displaced fiber becomes stealable: tell the idle
+    if (prev) push_woken(prev);  // the displaced fiber becomes stealable, behind earlier wakes (W6)
 }
 
-fiber* worker::admit(fiber* f) noexcept {
-    if (f->started) return f;
-    // relaxed: F4 flags are monotonic; a request that arrives later is seen at the first park.
-    if (f->cancel_requested.load(std::memory_order_relaxed) || rt_.cancelling(std::memory_order_relaxed)) {
-        finish_unstarted(f, std::make_exception_ptr(operation_cancelled()));
-        return nullptr;
-    }
-    return f;
+void worker::run_timers() noexcept {
+    const std::int64_t earliest = timers_.earliest();
+    if (earliest == timer_queue::none) return;
+    const std::int64_t now = now_ns();
+    if (now >= earliest) (void)timers_.run_due(now, /*try_only=*/false);
 }
 
 fiber* worker::pick() noexcept {
+    run_timers();  // only reads the clock while this worker has timers
     for (;;) {
         fiber* f = nullptr;
         if (++tick_ % fairness_interval == 0) {  // W3: the oldest work first now and then
@@ -180,22 +200,23 @@ fiber* worker::pick() noexcept {
                 f = lifo_;
                 set_lifo(nullptr);
             } else {
-                push_local(lifo_);  // streak exhausted: behind the others
+                push_woken(lifo_);  // streak exhausted: behind the others
                 set_lifo(nullptr);
             }
         }
         if (!f) {
             lifo_streak_ = 0;
-            f = dq_.pop();
+            if (wq_.owner_nonempty()) f = wq_.pop_oldest();  // W6
         }
+        if (!f) f = dq_.pop();
         if (!f) f = take_injected();
         if (!f) f = yq_pop();
-        if (!f) return nullptr;
-        if ((f = admit(f))) return f;
+        return f;
     }
 }
 
 fiber* worker::pick_for_yield() noexcept {
+    run_timers();
     for (;;) {
         fiber* f = nullptr;
         if (++tick_ % fairness_interval == 0 || (yq_head_ && rt_.idle.someone_sleeps())) {  // W5
@@ -206,11 +227,11 @@ fiber* worker::pick_for_yield() noexcept {
             f = lifo_;
             set_lifo(nullptr);
         }
+        if (!f && wq_.owner_nonempty()) f = wq_.pop_oldest();  // W6
         if (!f && dq_.owner_nonempty()) f = dq_.pop_oldest();  // W3: everything runnable before the ring
         if (!f) f = take_injected();
         if (!f) f = yq_pop();
-        if (!f) return nullptr;
-        if ((f = admit(f))) return f;
+        return f;
     }
 }
 
@@ -221,11 +242,17 @@ fiber* worker::search() noexcept {
     }
     fiber* found = take_injected();
     const std::size_t n = rt_.workers.size();
+    if (!found && n > 1) found = run_others_timers();
     if (!found && n > 1) {
         const std::size_t start = next_random() % n;
         for (std::size_t i = 0; i < n && !found; ++i) {
             worker* v = rt_.workers[(start + i) % n].get();
             if (v == this) continue;
+            found = v->wq_.steal();  // woken fibers first: they have waited longest (W6)
+            if (found) {
+                bump(n_steals);
+                break;
+            }
             found = v->steal();
             if (!found) continue;
             bump(n_steals);
@@ -241,11 +268,24 @@ fiber* worker::search() noexcept {
             }
         }
     }
-    if (found) {
-        stop_searching();
-        found = admit(found);
-    }
+    if (found) stop_searching();
     return found;
+}
+
+fiber* worker::run_others_timers() noexcept {
+    // A worker busy in a long fiber cannot run its own due timers; a searcher
+    // fires them (timer_queue.hpp ownership). The woken fibers land in our LIFO slot.
+    std::int64_t now = 0;
+    for (const auto& v : rt_.workers) {
+        if (v.get() == this) continue;
+        const std::int64_t earliest = v->timers_.earliest();
+        if (earliest == timer_queue::none) continue;
+        if (now == 0) now = now_ns();
+        if (now >= earliest) (void)v->timers_.run_due(now, /*try_only=*/true);
+    }
+    fiber* f = lifo_;
+    if (f) set_lifo(nullptr);
+    return f;
 }
 
 void worker::stop_searching() noexcept {
@@ -257,9 +297,15 @@ void worker::stop_searching() noexcept {
 fiber* worker::spin() noexcept {
     // Only searching workers spin (idle.hpp limits them to half the workers), and
     // only briefly: a burst of short fibers should not pay a futex wake per fiber.
+    // Alone there is nobody to steal from: sleep at once (until the next deadline).
+    if (rt_.workers.size() == 1) return nullptr;
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_micros);
     do {
         for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
+        if (fiber* f = pick()) {  // our own due timers and queues (W3) first
+            stop_searching();
+            return f;
+        }
         if (fiber* f = search()) return f;
         if (rt_.stopping()) return nullptr;
     } while (std::chrono::steady_clock::now() < until);
@@ -267,6 +313,7 @@ fiber* worker::spin() noexcept {
 }
 
 void worker::sleep() noexcept {
+    stacks_.trim();  // I2 in context/stack.hpp: give pages back now that we are idle
     const bool was_searching = searching_;
     searching_ = false;
     const bool last = rt_.idle.transition_to_parked(this, was_searching);
@@ -274,8 +321,40 @@ void worker::sleep() noexcept {
     (void)last;  // every sleeper re-scans (D2 needs only the last searcher to; sleeping is the slow path)
     if (rt_.any_work_visible()) rt_.idle.notify_one();  // may wake ourselves
     bump(n_sleeps);
-    while (sleep_word.load(std::memory_order_acquire) == 1 && !rt_.stopping())  // acquire: pairs with the waker's release
-        futex_wait(sleep_word, 1);
+    for (;;) {
+        const std::uint32_t word = sleep_word.load(std::memory_order_acquire);  // acquire: pairs with the waker's release
+        if (word == 0 || rt_.stopping()) break;
+        if (word == nudged) {  // T4: an earlier timer was armed somewhere; look again
+            std::uint32_t expected = nudged;
+            sleep_word.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed);
+            continue;
+        }
+        // T4: publish when we will wake, then re-read the deadlines (StoreLoad
+        // against an arming worker's earliest_ store then our sleep_deadline_ load).
+        const std::int64_t until = rt_.earliest_timer();
+        sleep_deadline_.store(until, std::memory_order_seq_cst);
+        if (rt_.earliest_timer() < until) continue;
+        if (until == timer_queue::none) {
+            futex_wait(sleep_word, 1);
+            continue;
+        }
+        const std::int64_t wait = until - now_ns();
+        if (wait > 0) {
+            const timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+            futex_wait(sleep_word, 1, &ts);
+            continue;
+        }
+        // A deadline passed: leave the sleepers ourselves (D5) and run it.
+        if (rt_.idle.cancel_park(this)) {
+            sleep_deadline_.store(timer_queue::none, std::memory_order_relaxed);  // relaxed: a hint for nudgers
+            return;
+        }
+        // A notifier took us out first: our word is, or is about to be, 0.
+        for (std::uint32_t v; (v = sleep_word.load(std::memory_order_acquire)) != 0 && !rt_.stopping();)  // acquire: as above
+            futex_wait(sleep_word, v);
+        break;
+    }
+    sleep_deadline_.store(timer_queue::none, std::memory_order_relaxed);  // relaxed: a hint for nudgers
     searching_ = true;  // D3: a woken worker is counted as searching
 }
 
@@ -289,6 +368,7 @@ void worker::run() noexcept {
         ::pthread_setname_np(::pthread_self(), name);
     }
     for (;;) {
+        drain_unstartable();
         fiber* f = pick();
         if (f) stop_searching();  // a woken worker is counted as searching (D3) until it finds work
         else f = search();
@@ -313,8 +393,12 @@ bool worker::prepare(fiber* f) noexcept {
     try {
         f->stk = stacks_.get();
     } catch (...) {
+        // W4: never finish a fiber in the middle of a switch (the parker may hold
+        // a lock its joiners need); the scheduler loop does it (drain_unstartable).
         log().error("cannot start fiber {}: no stack could be mapped", f->id);
-        finish_unstarted(f, std::current_exception());
+        f->task->not_started = std::current_exception();
+        f->started = true;
+        unstartable_.push_back(f);
         return false;
     }
     f->started = true;
@@ -350,10 +434,14 @@ __attribute__((noinline)) void worker::complete_other() noexcept {
             break;
         case action::park: {
             bump(n_parks);
-            // seq_cst: StoreLoad against the canceller (fiber.hpp F3): store `parked`, then read the request.
-            f->pstate.store(park_state::parked, std::memory_order_seq_cst);
+            // StoreLoad against the canceller (fiber.hpp F3): publish `parked` (seq_cst), then read the request.
+            f->publish_parked(pending_gen_);
             if (f->cancel_requested.load(std::memory_order_seq_cst) || rt_.cancelling(std::memory_order_seq_cst))
                 runtime_impl::wake_cancelled(f);
+            if (pending_deadline_ != timer_queue::none) {
+                timers_.arm(pending_deadline_, f, pending_gen_);  // T1, T3
+                if (timers_.earliest() == pending_deadline_) rt_.nudge_sleeper(pending_deadline_, this);  // T4
+            }
             pending_unlock_(pending_arg_);  // W1: only now may a waker find and resume f
             break;
         }
@@ -361,7 +449,7 @@ __attribute__((noinline)) void worker::complete_other() noexcept {
             destroy_context(f->ctx);
             stacks_.put(f->stk);
             f->stk = stack{};
-            f->release();  // the runtime's reference (F1)
+            f->unpin();  // the exit hook's pin: no user code here (F1)
             break;
         }
     }
@@ -395,7 +483,8 @@ inline __attribute__((always_inline)) worker* worker::yield_current() noexcept {
     // callee-saved register to save (only the transfer is live after the jump).
     // Ring fibers have all started: only yields put fibers there (W5).
     if (__builtin_expect(next && self->registered && !lifo_ && --yield_countdown_ != 0 && !dq_.owner_nonempty() &&
-                             !rt_.injector_maybe_nonempty(),
+                             !wq_.owner_nonempty() &&
+                             !rt_.injector_maybe_nonempty() && timers_.earliest() == timer_queue::none,
                          1)) {
         yq_head_ = std::exchange(next->next_run, nullptr);
         if (!yq_head_) yq_tail_ = nullptr;
@@ -427,15 +516,17 @@ void worker::register_current() noexcept {
     current_->registered = true;
 }
 
-worker* worker::park_current(void (*unlock)(void*), void* arg) noexcept {
+worker* worker::park_current(void (*unlock)(void*), void* arg, std::int64_t deadline_ns) noexcept {
     fiber* self = current_;
     if (!self->registered) register_current();
-    self->pstate.store(park_state::parking, std::memory_order_relaxed);  // relaxed: only the hook and claimers read it, after the switch
+    const std::uint64_t gen = self->begin_park();
     pending_unlock_ = unlock;
     pending_arg_ = arg;
+    pending_gen_ = gen;
+    pending_deadline_ = deadline_ns;
     worker* now = switch_away(self, pick(), action::park);
     bump(now->n_unparks);
-    self->pstate.store(park_state::running, std::memory_order_relaxed);  // relaxed: claimers only CAS from `parked`
+    self->end_park(gen);
     return now;
 }
 
@@ -447,12 +538,16 @@ void finish_and_wake_joiners(fiber* f) noexcept {
     f->join_lock.unlock();
 }
 
-void worker::finish_unstarted(fiber* f, std::exception_ptr why) noexcept {
-    f->task->not_started = std::move(why);
-    f->started = true;
-    bump_release(n_exited);  // R2, before the joiners wake (F2)
-    finish_and_wake_joiners(f);
-    f->release();  // the runtime's reference (F1)
+void worker::drain_unstartable() noexcept {
+    // Scheduler context only: no lock is held here (W4).
+    while (!unstartable_.empty()) {
+        fiber* f = unstartable_.back();
+        unstartable_.pop_back();
+        bump_release(n_exited);  // R2, before the joiners wake (F2)
+        finish_and_wake_joiners(f);
+        f->unpin();    // no exit hook will run for it (F1)
+        f->release();  // the runtime's reference; the callable dies here (rare: no stack)
+    }
 }
 
 void worker::exit_current() noexcept {
@@ -460,6 +555,7 @@ void worker::exit_current() noexcept {
     if (self->registered) rt_.registry_remove(self);  // R5
     bump_release(n_exited);  // R2, before the joiners wake (F2)
     finish_and_wake_joiners(self);
+    self->release();  // the runtime's reference, on our own stack (F1); the hook keeps a pin
     switch_away(self, pick(), action::exited, /*exiting=*/true);
     fatal("worker::exit_current", "a finished fiber was resumed");
 }
@@ -469,7 +565,13 @@ void worker::fiber_main(transfer t) noexcept {
     worker* w = static_cast<worker*>(t.data);
     w->complete_switch(t);
     fiber* self = w->current_;
-    self->task->run();
+    // W4: a fiber cancelled before its first run does not run its task; it
+    // still starts, so that its callable dies on its own stack.
+    // relaxed: F4 flags are monotonic; a later request is seen at the first park.
+    if (self->cancel_requested.load(std::memory_order_relaxed) || self->rt->cancelling(std::memory_order_relaxed))
+        self->task->not_started = std::make_exception_ptr(operation_cancelled());
+    else
+        self->task->run();
     worker::current()->exit_current();  // run() may have migrated us
 }
 

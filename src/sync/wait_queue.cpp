@@ -2,6 +2,7 @@
 
 #include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"
+#include "time/timer_queue.hpp"
 #include "util/futex.hpp"
 
 namespace weft::detail {
@@ -39,12 +40,27 @@ namespace {
 void unlock_spinlock(void* p) noexcept { static_cast<spinlock*>(p)->unlock(); }
 }  // namespace
 
-wake_reason park_waiter(waiter& w, spinlock& lk, const char* why) noexcept {
+wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns) noexcept {
     if (!w.f) {
         lk.unlock();
-        while (w.word.load(std::memory_order_acquire) == 0)  // acquire: pairs with release in unpark_waiter
-            futex_wait(w.word, 0);
-        return wake_reason::notified;
+        for (;;) {
+            const std::uint32_t v = w.word.load(std::memory_order_acquire);  // acquire: pairs with the waker's CAS
+            if (v != 0) return wake_reason::notified;
+            if (deadline_ns == timer_queue::none) {
+                futex_wait(w.word, 0);
+                continue;
+            }
+            const std::int64_t left = deadline_ns - now_ns();
+            if (left <= 0) {
+                std::uint32_t expected = 0;
+                // acq_rel: the same CAS the waker races; exactly one wins (header).
+                if (w.word.compare_exchange_strong(expected, 2, std::memory_order_acq_rel, std::memory_order_acquire))
+                    return wake_reason::timeout;
+                return wake_reason::notified;
+            }
+            const timespec ts{static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
+            futex_wait(w.word, 0, &ts);
+        }
     }
     fiber* self = w.f;
     // relaxed: an early look only; the post-switch hook re-checks with seq_cst (F3, F4).
@@ -52,26 +68,28 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why) noexcept {
         lk.unlock();
         return wake_reason::cancelled;
     }
+    if (deadline_ns != timer_queue::none && deadline_ns <= now_ns()) {
+        lk.unlock();
+        return wake_reason::timeout;
+    }
     self->wait_reason.store(why, std::memory_order_relaxed);  // relaxed: diagnostics
-    worker::current()->park_current(&unlock_spinlock, &lk);
+    worker::current()->park_current(&unlock_spinlock, &lk, deadline_ns);
     self->wait_reason.store(nullptr, std::memory_order_relaxed);  // relaxed: diagnostics
     return self->reason;
 }
 
 bool unpark_waiter(waiter& w) noexcept {
     if (!w.f) {
-        w.word.store(1, std::memory_order_release);  // release: the waker's writes before this are visible to the sleeper
+        std::uint32_t expected = 0;
+        // acq_rel: release publishes the waker's writes to the sleeper; a failed CAS
+        // means the sleeper timed out first and leaves on its own (Q2, Q3).
+        if (!w.word.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed))
+            return false;
         futex_wake(w.word, 1);
         return true;
     }
     fiber* f = w.f;
-    park_state expected = park_state::parked;
-    // seq_cst: the same total order as the canceller's CAS (fiber.hpp F3); a waker holds
-    // the list lock, which the parking fiber's hook released only after storing `parked`.
-    if (!f->pstate.compare_exchange_strong(expected, park_state::woken, std::memory_order_seq_cst,
-                                           std::memory_order_relaxed))
-        return false;
-    f->reason = wake_reason::notified;
+    if (!f->try_claim_current(wake_reason::notified)) return false;  // lost to the canceller or a timeout (Q2)
     f->rt->schedule_woken(f);
     return true;
 }

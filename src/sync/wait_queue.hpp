@@ -25,9 +25,10 @@
 //  Q3 A cancelled fiber waiter may still be linked: after waking it re-takes L
 //     and unlinks itself if `linked`.
 //
-// Memory orders. Thread waiters: word.store(1, release) by the waker /
-// load(acquire) by the sleeper, so whatever the waker wrote before (a result,
-// a handed-off value) is visible when the thread returns. The futex wake may
+// Memory orders. Thread waiters: the waker CASes word 0 -> 1 (acq_rel) and the
+// sleeper loads it with acquire, so whatever the waker wrote before (a result,
+// a handed-off value) is visible when the thread returns; a sleeper whose
+// deadline passes CASes 0 -> 2, and exactly one of the two CASes wins. The futex wake may
 // reach a waiter record that has just returned (its word already 1): futex
 // calls on a stale address are harmless, all sleeps re-check in a loop.
 // Fiber waiters: the run queue hand-off is the release/acquire (deque.hpp I2).
@@ -42,6 +43,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 
 #include "sched/fiber.hpp"
 #include "sync/waiter.hpp"
@@ -52,11 +54,19 @@ namespace weft::detail {
 /// The calling fiber (or thread) as a waiter record.
 waiter make_waiter() noexcept;
 
-/// Blocks until unpark_waiter(w) (or, for a fiber, cancellation). Precondition:
-/// `lk` held and `w` linked. `lk` is released in every case. `why` is shown by
-/// dumps ("join", ...). A fiber whose cancellation was already requested does
-/// not park and returns cancelled at once (w stays linked: Q3).
-wake_reason park_waiter(waiter& w, spinlock& lk, const char* why) noexcept;
+/// Blocks until unpark_waiter(w), the steady-clock deadline `deadline_ns`
+/// (timer_queue::none: no deadline) or, for a fiber, cancellation — whichever
+/// claims the wake-up first; the result says which (exactly once: F3 for
+/// fibers, the CAS on `word` for threads). Precondition: `lk` held and `w`
+/// linked. `lk` is released in every case. `why` is shown by dumps ("join",
+/// "sleep", ...). Unless the result is `notified`, `w` may still be linked:
+/// the caller re-takes `lk` and unlinks it if `w.linked` (Q3). A fiber whose
+/// cancellation was requested, or a deadline already past, does not park.
+/// This is the one timed-wait path: every _for/_until form goes through it.
+wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns) noexcept;
+inline wake_reason park_waiter(waiter& w, spinlock& lk, const char* why) noexcept {
+    return park_waiter(w, lk, why, std::numeric_limits<std::int64_t>::max());
+}
 
 /// Wakes w (already unlinked: Q1). False if a fiber waiter was claimed by its
 /// canceller first (Q2).

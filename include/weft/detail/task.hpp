@@ -20,6 +20,7 @@ namespace weft::detail {
 
 class runtime_impl;
 struct fiber;
+struct timer_state;
 
 /// The body of a fiber. run() is called once, on the fiber's own stack.
 /// The object lives as long as the fiber object does (until the last

@@ -1,0 +1,99 @@
+/// @file
+/// Sleeping and one-shot timers. Every timed wait in weft goes through one
+/// internal "park until woken or deadline" path, on the steady clock.
+///
+/// Resolution and slack: a deadline is kept in nanoseconds of
+/// std::chrono::steady_clock. A fiber whose deadline passes is made runnable
+/// by the worker that armed it (or any searching worker) the next time it
+/// schedules: at once when the worker is idle (it sleeps on its futex with a
+/// timeout at the earliest deadline), otherwise when the running fiber next
+/// blocks or yields. sleep_for(d) never returns early; sleep_for(1us) costs a
+/// park and a wake (a few microseconds), sleep_for(0) or a past deadline does
+/// not suspend at all (it is a yield).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <type_traits>
+
+#include <weft/config.hpp>
+#include <weft/detail/task.hpp>
+
+namespace weft {
+
+namespace detail {
+/// Parks the calling fiber (or sleeps the calling thread) until steady-clock
+/// nanoseconds `deadline_ns`. Throws operation_cancelled on a cancelled fiber.
+WEFT_API void sleep_until_steady_ns(std::int64_t deadline_ns);
+WEFT_API std::int64_t steady_now_ns() noexcept;
+
+template <class Clock, class Duration>
+std::int64_t to_steady_ns(const std::chrono::time_point<Clock, Duration>& t) {
+    using namespace std::chrono;
+    if constexpr (std::is_same_v<Clock, steady_clock>) {
+        return duration_cast<nanoseconds>(ceil<nanoseconds>(t.time_since_epoch())).count();
+    } else {  // another clock: measured from now, as std::this_thread::sleep_until does
+        return steady_now_ns() + duration_cast<nanoseconds>(ceil<nanoseconds>(t - Clock::now())).count();
+    }
+}
+}  // namespace detail
+
+namespace this_fiber {
+
+/// Suspends the calling fiber until `t` (a plain thread sleeps). May suspend.
+/// Throws operation_cancelled if the fiber is cancelled meanwhile. Thread-safe.
+template <class Clock, class Duration>
+void sleep_until(const std::chrono::time_point<Clock, Duration>& t) {
+    detail::sleep_until_steady_ns(detail::to_steady_ns(t));
+}
+
+/// Suspends the calling fiber for at least `d` (a plain thread sleeps). A zero or
+/// negative `d` yields instead. May suspend. Throws operation_cancelled as above.
+template <class Rep, class Period>
+void sleep_for(const std::chrono::duration<Rep, Period>& d) {
+    using namespace std::chrono;
+    detail::sleep_until_steady_ns(detail::steady_now_ns() + duration_cast<nanoseconds>(ceil<nanoseconds>(d)).count());
+}
+
+}  // namespace this_fiber
+
+/// A one-shot timer on the steady clock, pending from construction until its
+/// deadline. Thread-safe: any fiber or thread may wait, cancel or reset it.
+/// Not copyable or movable (waiters refer to it); destroying it while some
+/// fiber or thread waits on it aborts with a message.
+class WEFT_API timer {
+public:
+    using clock = std::chrono::steady_clock;
+
+    /// Pending, expiring `d` from now.
+    explicit timer(clock::duration d);
+    ~timer();
+    timer(const timer&) = delete;
+    timer& operator=(const timer&) = delete;
+
+    /// Waits until the timer expires (true) or is cancelled (false); returns at
+    /// once when it already has. May suspend. Throws operation_cancelled on a
+    /// cancelled fiber.
+    bool wait();
+
+    /// Stops a pending timer: true if it was pending (it will not expire), false
+    /// if it had already expired or been cancelled. Wakes every waiter (they
+    /// return false). Never suspends.
+    bool cancel() noexcept;
+
+    /// Re-arms the timer to expire `d` from now, whatever its state; waiters
+    /// keep waiting for the new deadline. Never suspends.
+    void reset(clock::duration d) noexcept;
+
+    /// True once the deadline has passed and the timer was not cancelled since
+    /// its last reset. Never suspends.
+    bool expired() const noexcept;
+
+    /// The current deadline.
+    clock::time_point deadline() const noexcept;
+
+private:
+    detail::timer_state* s_;
+};
+
+}  // namespace weft

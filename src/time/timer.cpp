@@ -1,0 +1,142 @@
+// this_fiber::sleep_* and weft::timer, on the one deadline path
+// (sync/wait_queue.hpp park_waiter with a deadline; time/timer_queue.hpp).
+#include <weft/error.hpp>
+#include <weft/this_fiber.hpp>
+#include <weft/timer.hpp>
+
+#include <thread>
+
+#include "sched/worker.hpp"
+#include "sync/wait_queue.hpp"
+#include "time/timer_queue.hpp"
+#include "util/check.hpp"
+
+namespace weft::detail {
+
+// A timer: its deadline, whether it was cancelled, and who waits. Guarded by lock.
+struct timer_state {
+    spinlock lock;
+    std::int64_t deadline_ns = 0;  // guarded by lock
+    bool cancelled = false;        // guarded by lock
+    waiter_list waiters;           // guarded by lock
+
+    void wake_all_locked() noexcept {
+        // A waiter that loses its claim (timeout, cancellation) unlinks itself (Q3);
+        // a winner re-reads the state under the lock.
+        while (waiter* w = waiters.pop_front()) (void)unpark_waiter(*w);
+    }
+};
+
+std::int64_t steady_now_ns() noexcept { return now_ns(); }
+
+void sleep_until_steady_ns(std::int64_t deadline_ns) {
+    worker* wk = worker::current();
+    if (!wk || !wk->running()) {  // a plain thread sleeps
+        const std::int64_t left = deadline_ns - now_ns();
+        if (left > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left));
+        return;
+    }
+    if (deadline_ns <= now_ns()) {
+        this_fiber::yield();  // see timer.hpp: a past deadline is a yield
+        return;
+    }
+    spinlock lk;  // nobody else ever takes it: only the deadline (or cancellation) wakes us
+    waiter_list list;
+    waiter me = make_waiter();
+    for (;;) {
+        lk.lock();
+        list.push_back(me);
+        const wake_reason r = park_waiter(me, lk, "sleep", deadline_ns);
+        lk.lock();
+        if (me.linked) list.remove(me);
+        lk.unlock();
+        if (r == wake_reason::cancelled) throw operation_cancelled();
+        if (r == wake_reason::timeout) return;
+    }
+}
+
+}  // namespace weft::detail
+
+namespace weft {
+
+namespace {
+std::int64_t from_now(timer::clock::duration d) noexcept {
+    return detail::now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+}  // namespace
+
+timer::timer(clock::duration d) : s_(new detail::timer_state) { s_->deadline_ns = from_now(d); }
+
+timer::~timer() {
+    s_->lock.lock();
+    const bool waited_on = !s_->waiters.empty();
+    s_->lock.unlock();
+    if (waited_on) detail::fatal("weft::timer::~timer", "destroying a timer that a fiber or thread waits on");
+    delete s_;
+}
+
+bool timer::wait() {
+    detail::timer_state& s = *s_;
+    detail::waiter me = detail::make_waiter();
+    s.lock.lock();
+    for (;;) {
+        if (s.cancelled) {
+            s.lock.unlock();
+            return false;
+        }
+        const std::int64_t deadline = s.deadline_ns;
+        if (detail::now_ns() >= deadline) {
+            s.lock.unlock();
+            return true;
+        }
+        s.waiters.push_back(me);
+        const detail::wake_reason r = detail::park_waiter(me, s.lock, "timer", deadline);
+        s.lock.lock();
+        if (me.linked) s.waiters.remove(me);  // Q3
+        if (r == detail::wake_reason::cancelled) {
+            s.lock.unlock();
+            throw operation_cancelled();
+        }
+        me.word.store(0, std::memory_order_relaxed);  // relaxed: a thread waiter's record is reused; we hold the lock
+        // notified (cancel or reset) or timeout: re-read the state under the lock
+    }
+}
+
+bool timer::cancel() noexcept {
+    detail::timer_state& s = *s_;
+    s.lock.lock();
+    const bool was_pending = !s.cancelled && detail::now_ns() < s.deadline_ns;
+    if (was_pending) {  // an expired or cancelled timer stays as it is (Go's Stop)
+        s.cancelled = true;
+        s.wake_all_locked();
+    }
+    s.lock.unlock();
+    return was_pending;
+}
+
+void timer::reset(clock::duration d) noexcept {
+    detail::timer_state& s = *s_;
+    const std::int64_t deadline = from_now(d);
+    s.lock.lock();
+    s.deadline_ns = deadline;
+    s.cancelled = false;
+    s.wake_all_locked();  // they re-arm with the new deadline
+    s.lock.unlock();
+}
+
+bool timer::expired() const noexcept {
+    detail::timer_state& s = *s_;
+    s.lock.lock();
+    const bool e = !s.cancelled && detail::now_ns() >= s.deadline_ns;
+    s.lock.unlock();
+    return e;
+}
+
+timer::clock::time_point timer::deadline() const noexcept {
+    s_->lock.lock();
+    const std::int64_t ns = s_->deadline_ns;
+    s_->lock.unlock();
+    return clock::time_point(std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+}  // namespace weft

@@ -1,0 +1,116 @@
+#include "time/timer_queue.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "sched/fiber.hpp"
+#include "sched/runtime_impl.hpp"
+
+namespace weft::detail {
+
+std::int64_t now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+namespace {
+constexpr std::size_t arity = 4;
+}  // namespace
+
+timer_queue::~timer_queue() {
+    for (auto& e : heap_) e.f->unpin();  // T1
+}
+
+void timer_queue::publish_locked() noexcept {
+    earliest_.store(heap_.empty() ? none : heap_.front().when, std::memory_order_seq_cst);  // seq_cst: T4
+    size_.store(heap_.size(), std::memory_order_relaxed);  // relaxed: stats
+}
+
+void timer_queue::push_locked(const entry& e) {
+    heap_.push_back(e);
+    std::size_t i = heap_.size() - 1;
+    while (i > 0) {
+        std::size_t parent = (i - 1) / arity;
+        if (heap_[parent].when <= e.when) break;
+        heap_[i] = heap_[parent];
+        i = parent;
+    }
+    heap_[i] = e;
+}
+
+timer_queue::entry timer_queue::pop_locked() noexcept {
+    entry top = heap_.front();
+    entry last = heap_.back();
+    heap_.pop_back();
+    const std::size_t n = heap_.size();
+    if (n > 0) {
+        std::size_t i = 0;
+        for (;;) {
+            std::size_t first = i * arity + 1;
+            if (first >= n) break;
+            std::size_t best = first;
+            for (std::size_t c = first + 1; c < std::min(first + arity, n); ++c)
+                if (heap_[c].when < heap_[best].when) best = c;
+            if (heap_[best].when >= last.when) break;
+            heap_[i] = heap_[best];
+            i = best;
+        }
+        heap_[i] = last;
+    }
+    return top;
+}
+
+void timer_queue::compact_locked() noexcept {
+    // Drop stale entries (their park ended: T3) and rebuild. Amortised O(1) per
+    // arm: the next compaction waits until the heap has doubled again.
+    std::size_t kept = 0;
+    for (auto& e : heap_) {
+        if (e.f->is_parked_in(e.gen)) heap_[kept++] = e;
+        else e.f->unpin();  // T1
+    }
+    heap_.resize(kept);
+    std::vector<entry> live;
+    live.swap(heap_);
+    heap_.reserve(live.size());
+    for (const auto& e : live) push_locked(e);
+    compact_at_ = std::max<std::size_t>(1024, 2 * heap_.size());
+}
+
+void timer_queue::arm(std::int64_t deadline_ns, fiber* f, std::uint64_t gen) noexcept {
+    f->pin();  // T1
+    lock_.lock();
+    if (heap_.size() >= compact_at_) compact_locked();
+    push_locked(entry{deadline_ns, f, gen});
+    publish_locked();
+    lock_.unlock();
+}
+
+std::size_t timer_queue::run_due(std::int64_t now, bool try_only) noexcept {
+    std::size_t fired = 0;
+    for (;;) {
+        // Fire outside the lock, a batch at a time: a claim schedules the fiber,
+        // which may take the idle set's mutex.
+        entry due[32];
+        std::size_t n = 0;
+        if (try_only) {
+            if (!lock_.try_lock()) return fired;
+        } else {
+            lock_.lock();
+        }
+        while (n < 32 && !heap_.empty() && heap_.front().when <= now) due[n++] = pop_locked();
+        const bool more = !heap_.empty() && heap_.front().when <= now;
+        publish_locked();
+        lock_.unlock();
+        for (std::size_t i = 0; i < n; ++i) {
+            fiber* f = due[i].f;
+            if (f->try_claim_park(due[i].gen, wake_reason::timeout)) {  // T3
+                f->rt->schedule_woken(f);
+                ++fired;
+            }
+            f->unpin();  // T1
+        }
+        if (!more) return fired;
+    }
+}
+
+}  // namespace weft::detail
