@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include <weft/config.hpp>
@@ -27,13 +28,32 @@ namespace detail {
 WEFT_API void sleep_until_steady_ns(std::int64_t deadline_ns);
 WEFT_API std::int64_t steady_now_ns() noexcept;
 
+/// d in nanoseconds, rounded up, saturated to the int64 range (so that
+/// hours::max() means "forever", not a wrapped-around past deadline).
+template <class Rep, class Period>
+std::int64_t saturating_ns(const std::chrono::duration<Rep, Period>& d) {
+    using namespace std::chrono;
+    using limits = std::numeric_limits<std::int64_t>;
+    const duration<long double, std::nano> exact = d;
+    if (exact.count() >= static_cast<long double>(limits::max())) return limits::max();
+    if (exact.count() <= static_cast<long double>(limits::min())) return limits::min();
+    return duration_cast<nanoseconds>(ceil<nanoseconds>(d)).count();
+}
+
+/// now + d, saturated (the largest value means "no deadline").
+inline std::int64_t deadline_after_ns(std::int64_t d_ns) noexcept {
+    const std::int64_t now = steady_now_ns();
+    if (d_ns > 0 && now > std::numeric_limits<std::int64_t>::max() - d_ns) return std::numeric_limits<std::int64_t>::max();
+    return now + d_ns;
+}
+
 template <class Clock, class Duration>
 std::int64_t to_steady_ns(const std::chrono::time_point<Clock, Duration>& t) {
     using namespace std::chrono;
     if constexpr (std::is_same_v<Clock, steady_clock>) {
-        return duration_cast<nanoseconds>(ceil<nanoseconds>(t.time_since_epoch())).count();
+        return saturating_ns(t.time_since_epoch());
     } else {  // another clock: measured from now, as std::this_thread::sleep_until does
-        return steady_now_ns() + duration_cast<nanoseconds>(ceil<nanoseconds>(t - Clock::now())).count();
+        return deadline_after_ns(saturating_ns(t - Clock::now()));
     }
 }
 }  // namespace detail
@@ -51,8 +71,7 @@ void sleep_until(const std::chrono::time_point<Clock, Duration>& t) {
 /// negative `d` yields instead. May suspend. Throws operation_cancelled as above.
 template <class Rep, class Period>
 void sleep_for(const std::chrono::duration<Rep, Period>& d) {
-    using namespace std::chrono;
-    detail::sleep_until_steady_ns(detail::steady_now_ns() + duration_cast<nanoseconds>(ceil<nanoseconds>(d)).count());
+    detail::sleep_until_steady_ns(detail::deadline_after_ns(detail::saturating_ns(d)));
 }
 
 }  // namespace this_fiber
@@ -65,8 +84,10 @@ class WEFT_API timer {
 public:
     using clock = std::chrono::steady_clock;
 
-    /// Pending, expiring `d` from now.
-    explicit timer(clock::duration d);
+    /// Pending, expiring `d` from now (any duration type: converted without
+    /// overflow, so hours::max() never expires).
+    template <class Rep, class Period>
+    explicit timer(const std::chrono::duration<Rep, Period>& d) : timer(detail::saturating_ns(d), from_ns_tag{}) {}
     ~timer();
     timer(const timer&) = delete;
     timer& operator=(const timer&) = delete;
@@ -83,7 +104,10 @@ public:
 
     /// Re-arms the timer to expire `d` from now, whatever its state; waiters
     /// keep waiting for the new deadline. Never suspends.
-    void reset(clock::duration d) noexcept;
+    template <class Rep, class Period>
+    void reset(const std::chrono::duration<Rep, Period>& d) noexcept {
+        reset_ns(detail::saturating_ns(d));
+    }
 
     /// True once the deadline has passed and the timer was not cancelled since
     /// its last reset. Never suspends.
@@ -93,6 +117,10 @@ public:
     clock::time_point deadline() const noexcept;
 
 private:
+    struct from_ns_tag {};
+    timer(std::int64_t d_ns, from_ns_tag);
+    void reset_ns(std::int64_t d_ns) noexcept;
+
     detail::timer_state* s_;
 };
 

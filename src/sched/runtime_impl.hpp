@@ -14,7 +14,10 @@
 //     (single writer each, release increments). alive() reads every exit
 //     counter before any spawn counter (acquire), so a fiber whose exit it
 //     sees has its spawn seen too: the sum never undercounts, and
-//     "fibers_alive == 0" means no task code can run any more.
+//     "fibers_alive == 0" means no task code can run any more. An exit is
+//     counted after the fiber's last user code (its result's destructor, when
+//     nobody holds a handle), so a joiner may still see the fiber alive for a
+//     moment after join() returns.
 //  R5 The registry holds the fibers that have been suspended at least once
 //     (a fiber registers itself before its first park or yield and leaves at
 //     exit). Only parked fibers can be asleep in a wait, so the registry has

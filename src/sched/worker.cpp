@@ -550,13 +550,19 @@ void worker::drain_unstartable() noexcept {
     }
 }
 
-void worker::exit_current() noexcept {
+void worker::exit_current() noexcept {  // `this` may be stale after release(): see below
     fiber* self = current_;
-    if (self->registered) rt_.registry_remove(self);  // R5
-    bump_release(n_exited);  // R2, before the joiners wake (F2)
     finish_and_wake_joiners(self);
-    self->release();  // the runtime's reference, on our own stack (F1); the hook keeps a pin
-    switch_away(self, pick(), action::exited, /*exiting=*/true);
+    // The runtime's reference, on our own stack (F1): if it is the last, the
+    // result's destructor runs here and may block (a ~jthread joins), which can
+    // park and register this fiber. So only after it: leave the registry (R5)
+    // and count the exit (R2). The exit hook keeps a pin on the block.
+    worker* w = this;
+    self->release();
+    w = worker::current();  // release() may have parked us, and we may have migrated
+    if (self->registered) w->rt_.registry_remove(self);  // R5
+    bump_release(w->n_exited);  // R2
+    w->switch_away(self, w->pick(), action::exited, /*exiting=*/true);
     fatal("worker::exit_current", "a finished fiber was resumed");
 }
 

@@ -59,13 +59,9 @@ void sleep_until_steady_ns(std::int64_t deadline_ns) {
 
 namespace weft {
 
-namespace {
-std::int64_t from_now(timer::clock::duration d) noexcept {
-    return detail::now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+timer::timer(std::int64_t d_ns, from_ns_tag) : s_(new detail::timer_state) {
+    s_->deadline_ns = detail::deadline_after_ns(d_ns);
 }
-}  // namespace
-
-timer::timer(clock::duration d) : s_(new detail::timer_state) { s_->deadline_ns = from_now(d); }
 
 timer::~timer() {
     s_->lock.lock();
@@ -114,9 +110,9 @@ bool timer::cancel() noexcept {
     return was_pending;
 }
 
-void timer::reset(clock::duration d) noexcept {
+void timer::reset_ns(std::int64_t d_ns) noexcept {
     detail::timer_state& s = *s_;
-    const std::int64_t deadline = from_now(d);
+    const std::int64_t deadline = detail::deadline_after_ns(d_ns);
     s.lock.lock();
     s.deadline_ns = deadline;
     s.cancelled = false;

@@ -665,7 +665,9 @@ TEST_P(RuntimeTest, TimerCancelRacingExpiryResolvesEachWaitOnce) {
     // would cut that sleep short.
     const std::size_t n = std::max<std::size_t>(scaled(500), 50);
     constexpr auto lead = weft_test::sanitized ? 300ms : 30ms;
-    constexpr auto gap = 20us;  // between neighbouring deadlines
+    // Between neighbouring deadlines; wider under sanitizers so that the
+    // (slowed) canceller keeps up with the deadlines and both outcomes occur.
+    constexpr auto gap = weft_test::sanitized ? 200us : 20us;
     constexpr int rounds = 3;
     std::size_t trues = 0, falses = 0;
     for (int round = 0; round < rounds; ++round) {
@@ -874,4 +876,22 @@ TEST(TimerShutdown, PendingTimersOutliveTheirRuntime) {
     }
     pending.clear();
     short_lived.clear();
+}
+
+TEST_P(RuntimeTest, SleepForTheLargestDurationSleepsUntilCancelled) {
+    // hours::max() must not wrap into a past deadline (which would return at once).
+    std::atomic<bool> returned{false};
+    auto h = rt.spawn([&] {
+        try {
+            weft::this_fiber::sleep_for(std::chrono::hours::max());
+        } catch (const weft::operation_cancelled&) {
+        }
+        returned.store(true);
+    });
+    std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(returned.load()) << "sleep_for(hours::max()) returned";
+    weft::timer t(std::chrono::hours::max());
+    EXPECT_FALSE(t.expired());
+    rt.shutdown();  // cancels the sleeper
+    EXPECT_TRUE(returned.load());
 }

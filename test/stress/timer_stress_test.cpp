@@ -160,7 +160,7 @@ TEST_P(RuntimeTest, TimerCancelRacingExpiryStress) {
     // a second: n fibers wait on their own timers while two plain threads
     // cancel them (odd and even) within +-30 us of the deadlines.
     const std::size_t n = std::max<std::size_t>(scaled(2000), 100);
-    constexpr auto gap = 10us;
+    constexpr auto gap = weft_test::sanitized ? 200us : 10us;  // sanitizers: the slowed threads keep up
     const auto stop_at = clk::now() + (weft_test::sanitized ? 3s : 1s);
     std::uint64_t trues = 0, falses = 0, bad = 0;
     std::string first_bad;
@@ -222,7 +222,7 @@ TEST_P(RuntimeTest, TimerResetRacingExpiryStress) {
     // expiry returns true; one that saw the reset keeps waiting and returns
     // false at the cancel. Either way: once, and never before the deadline.
     const std::size_t n = std::max<std::size_t>(scaled(2000), 100);
-    constexpr auto gap = 10us;
+    constexpr auto gap = weft_test::sanitized ? 200us : 10us;  // sanitizers: the slowed threads keep up
     const auto stop_at = clk::now() + (weft_test::sanitized ? 3s : 1s);
     std::uint64_t trues = 0, falses = 0, bad = 0;
     std::string first_bad;
