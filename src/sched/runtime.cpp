@@ -303,6 +303,8 @@ std::string runtime_impl::dump_json() const {
         auto& lock = const_cast<spinlock&>(s.lock);
         lock.lock();  // fibers stay allocated while registered (R5)
         for (fiber* f = s.head; f; f = f->reg_next) {
+            // A finished fiber may stay registered while its result dies (R2): not live.
+            if (f->finished.load(std::memory_order_acquire)) continue;  // acquire: F2
             const park_state ps = fiber::state_of(f->pword.load(std::memory_order_relaxed));  // relaxed: diagnostics
             const char* why = f->wait_reason.load(std::memory_order_relaxed);  // relaxed: diagnostics
             const char* state = ps == park_state::parked || ps == park_state::parking ? "parked"

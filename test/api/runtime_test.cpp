@@ -310,7 +310,11 @@ TEST_P(RuntimeTest, ShutdownWakesFibersParkedForever) {
         std::abort();
     }
     stopper.join();
-    EXPECT_EQ(cancelled.load(), 2);
+    // At least the first one the sweep reaches is cancelled; the other is either
+    // cancelled too or woken because its target finished, whichever claims its
+    // wake-up first (exactly once, fiber.hpp F3): both outcomes are correct.
+    EXPECT_GE(cancelled.load(), 1);
+    EXPECT_LE(cancelled.load(), 2);
     EXPECT_EQ(rt.stats().fibers_alive, 0u);
 }
 
