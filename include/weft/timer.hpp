@@ -120,8 +120,11 @@ private:
     struct from_ns_tag {};
     timer(std::int64_t d_ns, from_ns_tag);
     void reset_ns(std::int64_t d_ns) noexcept;
+    detail::timer_state& state() const noexcept;
 
-    detail::timer_state* s_;
+    // The state lives inline (a timer never moves): no allocation per timer.
+    // Its size is checked against detail::timer_state in src/time/timer.cpp.
+    alignas(8) mutable unsigned char storage_[40];
 };
 
 }  // namespace weft

@@ -4,6 +4,7 @@
 #include <weft/this_fiber.hpp>
 #include <weft/timer.hpp>
 
+#include <new>
 #include <thread>
 
 #include "sched/worker.hpp"
@@ -59,20 +60,29 @@ void sleep_until_steady_ns(std::int64_t deadline_ns) {
 
 namespace weft {
 
-timer::timer(std::int64_t d_ns, from_ns_tag) : s_(new detail::timer_state) {
-    s_->deadline_ns = detail::deadline_after_ns(d_ns);
+static_assert(sizeof(detail::timer_state) <= 40, "timer::storage_ (40 bytes) is too small for detail::timer_state");
+static_assert(alignof(detail::timer_state) <= 8);
+
+detail::timer_state& timer::state() const noexcept {
+    return *std::launder(reinterpret_cast<detail::timer_state*>(storage_));
+}
+
+timer::timer(std::int64_t d_ns, from_ns_tag) {
+    auto* st = ::new (static_cast<void*>(storage_)) detail::timer_state;
+    st->deadline_ns = detail::deadline_after_ns(d_ns);
 }
 
 timer::~timer() {
-    s_->lock.lock();
-    const bool waited_on = !s_->waiters.empty();
-    s_->lock.unlock();
+    detail::timer_state& s = state();
+    s.lock.lock();
+    const bool waited_on = !s.waiters.empty();
+    s.lock.unlock();
     if (waited_on) detail::fatal("weft::timer::~timer", "destroying a timer that a fiber or thread waits on");
-    delete s_;
+    s.~timer_state();
 }
 
 bool timer::wait() {
-    detail::timer_state& s = *s_;
+    detail::timer_state& s = state();
     detail::waiter me = detail::make_waiter();
     s.lock.lock();
     for (;;) {
@@ -99,7 +109,7 @@ bool timer::wait() {
 }
 
 bool timer::cancel() noexcept {
-    detail::timer_state& s = *s_;
+    detail::timer_state& s = state();
     s.lock.lock();
     const bool was_pending = !s.cancelled && detail::now_ns() < s.deadline_ns;
     if (was_pending) {  // an expired or cancelled timer stays as it is (Go's Stop)
@@ -111,7 +121,7 @@ bool timer::cancel() noexcept {
 }
 
 void timer::reset_ns(std::int64_t d_ns) noexcept {
-    detail::timer_state& s = *s_;
+    detail::timer_state& s = state();
     const std::int64_t deadline = detail::deadline_after_ns(d_ns);
     s.lock.lock();
     s.deadline_ns = deadline;
@@ -121,7 +131,7 @@ void timer::reset_ns(std::int64_t d_ns) noexcept {
 }
 
 bool timer::expired() const noexcept {
-    detail::timer_state& s = *s_;
+    detail::timer_state& s = state();
     s.lock.lock();
     const bool e = !s.cancelled && detail::now_ns() >= s.deadline_ns;
     s.lock.unlock();
@@ -129,9 +139,10 @@ bool timer::expired() const noexcept {
 }
 
 timer::clock::time_point timer::deadline() const noexcept {
-    s_->lock.lock();
-    const std::int64_t ns = s_->deadline_ns;
-    s_->lock.unlock();
+    detail::timer_state& s = state();
+    s.lock.lock();
+    const std::int64_t ns = s.deadline_ns;
+    s.lock.unlock();
     return clock::time_point(std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
