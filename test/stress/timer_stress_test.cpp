@@ -155,65 +155,98 @@ TEST(TimerStress, MillionTimersAliveAtOnce) {
     EXPECT_EQ(rt.stats().fibers_alive, 0u);
 }
 
-TEST_P(RuntimeTest, TimerCancelRacingExpiryStress) {
-    // As TimerCancelRacingExpiryResolvesEachWaitOnce (api), in rounds for about
-    // a second: n fibers wait on their own timers while two plain threads
-    // cancel them (odd and even) within +-30 us of the deadlines.
+namespace {
+
+// One race per round, for about a second (3 s under sanitizers): n timers due
+// `gap` apart, one fiber waiting on each, and `act(round, seed)` racing the
+// deadlines from plain threads. Every wait must return exactly once, never
+// resume again, never return true before its deadline, and pass `verdict(i)`
+// (an empty string when timer i is consistent).
+struct race_round {
+    std::size_t n;
+    std::vector<std::unique_ptr<weft::timer>> timers;
+    std::vector<clk::time_point> deadline, returned;
+    std::vector<std::atomic<int>> returns;
+    std::vector<char> result, stray, flag;  // flag: what the racing thread saw
+
+    explicit race_round(std::size_t count)
+        : n(count), timers(count), deadline(count), returned(count), returns(count), result(count, 0),
+          stray(count, 0), flag(count, 0) {}
+};
+
+struct race_totals {
+    int rounds = 0;
+    std::uint64_t trues = 0, falses = 0;
+};
+
+template <class Act, class Verdict>
+race_totals run_race_rounds(weft::runtime& rt, Act act, Verdict verdict) {
     const std::size_t n = std::max<std::size_t>(scaled(2000), 100);
     constexpr auto gap = weft_test::sanitized ? 200us : 10us;  // sanitizers: the slowed threads keep up
     const auto stop_at = clk::now() + (weft_test::sanitized ? 3s : 1s);
-    std::uint64_t trues = 0, falses = 0, bad = 0;
+    race_totals totals;
+    std::uint64_t bad = 0;
     std::string first_bad;
-    int rounds = 0;
-    for (; rounds == 0 || clk::now() < stop_at; ++rounds) {
-        std::vector<std::unique_ptr<weft::timer>> timers(n);
-        std::vector<clk::time_point> deadline(n);
+    for (; totals.rounds == 0 || clk::now() < stop_at; ++totals.rounds) {
+        race_round r(n);
         const auto base = clk::now() + (weft_test::sanitized ? 200ms : 20ms);
         for (std::size_t i = 0; i < n; ++i) {
-            timers[i] = std::make_unique<weft::timer>(base + gap * static_cast<long>(i) - clk::now());
-            deadline[i] = timers[i]->deadline();
+            r.timers[i] = std::make_unique<weft::timer>(base + gap * static_cast<long>(i) - clk::now());
+            r.deadline[i] = r.timers[i]->deadline();
         }
-        std::vector<std::atomic<int>> returns(n);
-        std::vector<char> result(n, 0), stray(n, 0), cancelled(n, 0);
-        std::vector<clk::time_point> returned(n);
         std::vector<weft::join_handle<void>> hs;
         hs.reserve(n);
         for (std::size_t i = 0; i < n; ++i)
-            hs.push_back(rt.spawn([&, i] {
-                result[i] = timers[i]->wait() ? 1 : 0;
-                returned[i] = clk::now();
-                returns[i].fetch_add(1);
+            hs.push_back(rt.spawn([&r, i] {
+                r.result[i] = r.timers[i]->wait() ? 1 : 0;
+                r.returned[i] = clk::now();
+                r.returns[i].fetch_add(1);
                 const auto t0 = clk::now();
                 weft::this_fiber::sleep_for(1ms);  // a stray second resume would cut this short
-                if (clk::now() - t0 < 1ms) stray[i] = 1;
+                if (clk::now() - t0 < 1ms) r.stray[i] = 1;
             }));
-        auto cancel_some = [&](std::size_t first) {
-            std::mt19937 rng(static_cast<std::uint32_t>(rounds * 2 + first));
-            std::uniform_int_distribution<int> jitter_us(-30, 30);
-            for (std::size_t i = first; i < n; i += 2) {
-                spin_until(deadline[i] + std::chrono::microseconds(jitter_us(rng)));
-                cancelled[i] = timers[i]->cancel() ? 1 : 0;
-            }
-        };
-        std::thread even(cancel_some, 0), odd(cancel_some, 1);
-        even.join();
-        odd.join();
+        act(r, totals.rounds);
         for (auto& h : hs) h.join();
         for (std::size_t i = 0; i < n; ++i) {
             std::string why;
-            if (returns[i].load() != 1) why = "wait() did not return exactly once";
-            else if (stray[i]) why = "resumed again after wait() returned";
-            else if ((result[i] != 0) == (cancelled[i] != 0)) why = "wait() and cancel() disagree";
-            else if (result[i] && returned[i] < deadline[i]) why = "wait() true before the deadline";
-            if (!why.empty() && bad++ == 0) first_bad = why + " (round " + std::to_string(rounds) + ", timer " +
-                                                       std::to_string(i) + ")";
-            (result[i] ? trues : falses) += 1;
+            if (r.returns[i].load() != 1) why = "wait() did not return exactly once";
+            else if (r.stray[i]) why = "resumed again after wait() returned";
+            else if (r.result[i] && r.returned[i] < r.deadline[i]) why = "wait() true before the deadline";
+            else why = verdict(r, i);
+            if (!why.empty() && bad++ == 0)
+                first_bad = why + " (round " + std::to_string(totals.rounds) + ", timer " + std::to_string(i) + ")";
+            (r.result[i] ? totals.trues : totals.falses) += 1;
         }
     }
     EXPECT_EQ(bad, 0u) << "first: " << first_bad;
-    EXPECT_EQ(trues + falses, n * static_cast<std::uint64_t>(rounds));
-    std::cout << "[          ] " << rounds << " rounds of " << n << ": expired " << trues << ", cancelled " << falses
-              << "\n";
+    EXPECT_EQ(totals.trues + totals.falses, n * static_cast<std::uint64_t>(totals.rounds));
+    return totals;
+}
+
+}  // namespace
+
+TEST_P(RuntimeTest, TimerCancelRacingExpiryStress) {
+    // As TimerCancelRacingExpiryResolvesEachWaitOnce (api), in rounds: two plain
+    // threads cancel the timers (odd and even) within +-30 us of the deadlines.
+    const race_totals t = run_race_rounds(
+        rt,
+        [](race_round& r, int round) {
+            auto cancel_some = [&](std::size_t first) {
+                std::mt19937 rng(static_cast<std::uint32_t>(round * 2 + first));
+                std::uniform_int_distribution<int> jitter_us(-30, 30);
+                for (std::size_t i = first; i < r.n; i += 2) {
+                    spin_until(r.deadline[i] + std::chrono::microseconds(jitter_us(rng)));
+                    r.flag[i] = r.timers[i]->cancel() ? 1 : 0;
+                }
+            };
+            std::thread even(cancel_some, 0), odd(cancel_some, 1);
+            even.join();
+            odd.join();
+        },
+        [](const race_round& r, std::size_t i) -> std::string {
+            return (r.result[i] != 0) == (r.flag[i] != 0) ? "wait() and cancel() disagree" : "";
+        });
+    std::cout << "[          ] " << t.rounds << " rounds: expired " << t.trues << ", cancelled " << t.falses << "\n";
 }
 
 TEST_P(RuntimeTest, TimerResetRacingExpiryStress) {
@@ -221,59 +254,25 @@ TEST_P(RuntimeTest, TimerResetRacingExpiryStress) {
     // to an hour at about its deadline, then cancels it. A wait that saw the
     // expiry returns true; one that saw the reset keeps waiting and returns
     // false at the cancel. Either way: once, and never before the deadline.
-    const std::size_t n = std::max<std::size_t>(scaled(2000), 100);
-    constexpr auto gap = weft_test::sanitized ? 200us : 10us;  // sanitizers: the slowed threads keep up
-    const auto stop_at = clk::now() + (weft_test::sanitized ? 3s : 1s);
-    std::uint64_t trues = 0, falses = 0, bad = 0;
-    std::string first_bad;
-    int rounds = 0;
-    for (; rounds == 0 || clk::now() < stop_at; ++rounds) {
-        std::vector<std::unique_ptr<weft::timer>> timers(n);
-        std::vector<clk::time_point> deadline(n);
-        const auto base = clk::now() + (weft_test::sanitized ? 200ms : 20ms);
-        for (std::size_t i = 0; i < n; ++i) {
-            timers[i] = std::make_unique<weft::timer>(base + gap * static_cast<long>(i) - clk::now());
-            deadline[i] = timers[i]->deadline();
-        }
-        std::vector<std::atomic<int>> returns(n);
-        std::vector<char> result(n, 0), stray(n, 0), cancel_ok(n, 0);
-        std::vector<clk::time_point> returned(n);
-        std::vector<weft::join_handle<void>> hs;
-        hs.reserve(n);
-        for (std::size_t i = 0; i < n; ++i)
-            hs.push_back(rt.spawn([&, i] {
-                result[i] = timers[i]->wait() ? 1 : 0;
-                returned[i] = clk::now();
-                returns[i].fetch_add(1);
-                const auto t0 = clk::now();
-                weft::this_fiber::sleep_for(1ms);
-                if (clk::now() - t0 < 1ms) stray[i] = 1;
-            }));
-        std::thread resetter([&] {
-            std::mt19937 rng(static_cast<std::uint32_t>(rounds));
-            std::uniform_int_distribution<int> jitter_us(-30, 30);
-            for (std::size_t i = 0; i < n; ++i) {
-                spin_until(deadline[i] + std::chrono::microseconds(jitter_us(rng)));
-                timers[i]->reset(1h);
-            }
-            for (std::size_t i = 0; i < n; ++i) cancel_ok[i] = timers[i]->cancel() ? 1 : 0;
+    const race_totals t = run_race_rounds(
+        rt,
+        [](race_round& r, int round) {
+            std::thread resetter([&] {
+                std::mt19937 rng(static_cast<std::uint32_t>(round));
+                std::uniform_int_distribution<int> jitter_us(-30, 30);
+                for (std::size_t i = 0; i < r.n; ++i) {
+                    spin_until(r.deadline[i] + std::chrono::microseconds(jitter_us(rng)));
+                    r.timers[i]->reset(1h);
+                }
+                for (std::size_t i = 0; i < r.n; ++i) r.flag[i] = r.timers[i]->cancel() ? 1 : 0;
+            });
+            resetter.join();
+        },
+        [](const race_round& r, std::size_t i) -> std::string {
+            return r.flag[i] ? "" : "cancel() of a timer reset to an hour returned false";
         });
-        resetter.join();
-        for (auto& h : hs) h.join();
-        for (std::size_t i = 0; i < n; ++i) {
-            std::string why;
-            if (returns[i].load() != 1) why = "wait() did not return exactly once";
-            else if (stray[i]) why = "resumed again after wait() returned";
-            else if (!cancel_ok[i]) why = "cancel() of a timer reset to an hour returned false";
-            else if (result[i] && returned[i] < deadline[i]) why = "wait() true before the deadline";
-            if (!why.empty() && bad++ == 0) first_bad = why + " (round " + std::to_string(rounds) + ", timer " +
-                                                       std::to_string(i) + ")";
-            (result[i] ? trues : falses) += 1;
-        }
-    }
-    EXPECT_EQ(bad, 0u) << "first: " << first_bad;
-    std::cout << "[          ] " << rounds << " rounds of " << n << ": expired " << trues << ", reset then cancelled "
-              << falses << "\n";
+    std::cout << "[          ] " << t.rounds << " rounds: expired " << t.trues << ", reset then cancelled " << t.falses
+              << "\n";
 }
 
 TEST_P(RuntimeTest, ShutdownWithManyPendingSleepersAndTimers) {
