@@ -85,7 +85,6 @@ public:
     void put(stack s) noexcept;   // s must come from a cache of the same geometry
     void trim() noexcept;         // back to the watermarks (I2); idle time only
     void clear() noexcept;
-    std::size_t cached() const noexcept { return hot_.size() + cold_.size(); }
 
 private:
     void retire(stack s) noexcept;

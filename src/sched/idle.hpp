@@ -90,9 +90,6 @@ public:
         return (state_.load(std::memory_order_relaxed) >> 32) < workers_;  // relaxed: heuristic only
     }
 
-    std::uint32_t searching() const noexcept {
-        return static_cast<std::uint32_t>(state_.load(std::memory_order_relaxed));  // relaxed: stats
-    }
 
 private:
     static constexpr std::uint64_t one_searching = 1;

@@ -187,7 +187,6 @@ void runtime_impl::registry_insert(fiber* f) noexcept {
     f->reg_next = s.head;
     if (s.head) s.head->reg_prev = f;
     s.head = f;
-    s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // relaxed: under lock
     s.lock.unlock();
 }
 
@@ -198,7 +197,6 @@ void runtime_impl::registry_remove(fiber* f) noexcept {
     else s.head = f->reg_next;
     if (f->reg_next) f->reg_next->reg_prev = f->reg_prev;
     f->reg_prev = f->reg_next = nullptr;
-    s.count.store(s.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);  // relaxed: under lock
     s.lock.unlock();
 }
 

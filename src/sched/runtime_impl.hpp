@@ -113,8 +113,7 @@ private:
     static constexpr std::size_t shard_count = 64;
     struct alignas(64) shard {
         spinlock lock;
-        fiber* head = nullptr;                 // guarded by lock
-        std::atomic<std::int64_t> count{0};    // modified under lock; read relaxed (dump sizing only)
+        fiber* head = nullptr;  // guarded by lock
     };
 
     std::uint64_t alive() const noexcept;  // R2

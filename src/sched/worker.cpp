@@ -316,9 +316,9 @@ void worker::sleep() noexcept {
     stacks_.trim();  // I2 in context/stack.hpp: give pages back now that we are idle
     const bool was_searching = searching_;
     searching_ = false;
-    const bool last = rt_.idle.transition_to_parked(this, was_searching);
+    // Every sleeper re-scans, not only the last searcher (D2 needs no more; sleeping is the slow path).
+    (void)rt_.idle.transition_to_parked(this, was_searching);
     std::atomic_thread_fence(std::memory_order_seq_cst);  // StoreLoad: state_ RMW before the re-scan (idle.hpp D2)
-    (void)last;  // every sleeper re-scans (D2 needs only the last searcher to; sleeping is the slow path)
     if (rt_.any_work_visible()) rt_.idle.notify_one();  // may wake ourselves
     bump(n_sleeps);
     for (;;) {
@@ -326,6 +326,8 @@ void worker::sleep() noexcept {
         if (word == 0 || rt_.stopping()) break;
         if (word == nudged) {  // T4: an earlier timer was armed somewhere; look again
             std::uint32_t expected = nudged;
+            // acq_rel: orders against a notifier's 0 (under idle mu_); if one came first the CAS
+            // fails and the next load sees 0.
             sleep_word.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed);
             continue;
         }
@@ -557,9 +559,8 @@ void worker::exit_current() noexcept {  // `this` may be stale after release(): 
     // result's destructor runs here and may block (a ~jthread joins), which can
     // park and register this fiber. So only after it: leave the registry (R5)
     // and count the exit (R2). The exit hook keeps a pin on the block.
-    worker* w = this;
     self->release();
-    w = worker::current();  // release() may have parked us, and we may have migrated
+    worker* w = worker::current();  // release() may have parked us, and we may have migrated
     if (self->registered) w->rt_.registry_remove(self);  // R5
     bump_release(w->n_exited);  // R2
     w->switch_away(self, w->pick(), action::exited, /*exiting=*/true);

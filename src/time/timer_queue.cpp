@@ -23,7 +23,6 @@ timer_queue::~timer_queue() {
 
 void timer_queue::publish_locked() noexcept {
     earliest_.store(heap_.empty() ? none : heap_.front().when, std::memory_order_seq_cst);  // seq_cst: T4
-    size_.store(heap_.size(), std::memory_order_relaxed);  // relaxed: stats
 }
 
 void timer_queue::push_locked(const entry& e) {

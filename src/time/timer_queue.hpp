@@ -79,7 +79,6 @@ public:
     std::int64_t earliest() const noexcept {
         return earliest_.load(std::memory_order_seq_cst);  // seq_cst: T4's StoreLoad (and T2's hint)
     }
-    std::size_t size_hint() const noexcept { return size_.load(std::memory_order_relaxed); }  // relaxed: stats
 
 private:
     struct entry {
@@ -97,7 +96,6 @@ private:
     std::vector<entry> heap_;  // guarded by lock_
     std::size_t compact_at_ = 1024;
     std::atomic<std::int64_t> earliest_{none};  // T2
-    std::atomic<std::size_t> size_{0};
 };
 
 /// steady_clock::now() in nanoseconds.
