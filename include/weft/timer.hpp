@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include <weft/config.hpp>
+#include <weft/detail/deadline.hpp>
 #include <weft/detail/task.hpp>
 
 namespace weft {
@@ -26,36 +27,6 @@ namespace detail {
 /// Parks the calling fiber (or sleeps the calling thread) until steady-clock
 /// nanoseconds `deadline_ns`. Throws operation_cancelled on a cancelled fiber.
 WEFT_API void sleep_until_steady_ns(std::int64_t deadline_ns);
-WEFT_API std::int64_t steady_now_ns() noexcept;
-
-/// d in nanoseconds, rounded up, saturated to the int64 range (so that
-/// hours::max() means "forever", not a wrapped-around past deadline).
-template <class Rep, class Period>
-std::int64_t saturating_ns(const std::chrono::duration<Rep, Period>& d) {
-    using namespace std::chrono;
-    using limits = std::numeric_limits<std::int64_t>;
-    const duration<long double, std::nano> exact = d;
-    if (exact.count() >= static_cast<long double>(limits::max())) return limits::max();
-    if (exact.count() <= static_cast<long double>(limits::min())) return limits::min();
-    return duration_cast<nanoseconds>(ceil<nanoseconds>(d)).count();
-}
-
-/// now + d, saturated (the largest value means "no deadline").
-inline std::int64_t deadline_after_ns(std::int64_t d_ns) noexcept {
-    const std::int64_t now = steady_now_ns();
-    if (d_ns > 0 && now > std::numeric_limits<std::int64_t>::max() - d_ns) return std::numeric_limits<std::int64_t>::max();
-    return now + d_ns;
-}
-
-template <class Clock, class Duration>
-std::int64_t to_steady_ns(const std::chrono::time_point<Clock, Duration>& t) {
-    using namespace std::chrono;
-    if constexpr (std::is_same_v<Clock, steady_clock>) {
-        return saturating_ns(t.time_since_epoch());
-    } else {  // another clock: measured from now, as std::this_thread::sleep_until does
-        return deadline_after_ns(saturating_ns(t - Clock::now()));
-    }
-}
 }  // namespace detail
 
 namespace this_fiber {

@@ -5,6 +5,7 @@
 #include <string>
 #include <thread>
 
+#include <weft/detail/park.hpp>
 #include <weft/runtime.hpp>
 #include <weft/this_fiber.hpp>
 #include <weft/thread.hpp>
@@ -96,13 +97,16 @@ jthread& jthread::operator=(jthread&& o) noexcept {
 // ---------------------------------------------------------------- this_fiber
 
 namespace {
+// A plain thread's id without touching thread_identity's string (the mutex fast path).
+thread_local std::uint64_t tls_thread_token __attribute__((tls_model("initial-exec"))) = 0;
 struct thread_identity {
     std::uint64_t id = 0;
     std::string name;
 };
 thread_identity& this_os_thread() {
     thread_local thread_identity t;
-    if (t.id == 0) t.id = detail::next_id();
+    if (t.id == 0) t.id = tls_thread_token ? tls_thread_token : detail::next_id();
+    tls_thread_token = t.id;
     return t;
 }
 detail::fiber* running_fiber() noexcept {
@@ -161,5 +165,22 @@ void terminate_uncaught(std::exception_ptr e) noexcept {
     std::fflush(stderr);
     std::terminate();
 }
+
+}  // namespace weft::detail
+
+namespace weft::detail {
+
+std::uint64_t self_token() noexcept {
+    if (worker* w = worker::current()) return w->running()->id;
+    if (tls_thread_token == 0) tls_thread_token = next_id();  // this_os_thread() adopts it
+    return tls_thread_token;
+}
+
+bool spin_may_help() noexcept {
+    worker* w = worker::current();
+    return !w || w->rt().workers.size() > 1;
+}
+
+void throw_cancelled() { throw operation_cancelled(); }
 
 }  // namespace weft::detail

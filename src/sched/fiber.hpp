@@ -34,6 +34,11 @@
 //     the runtime's fibers) are monotonic; once either is set, every blocking
 //     call of the fiber throws operation_cancelled, and a fiber that has not
 //     started never runs its task.
+//  F6 A park may be uncancellable (a condition variable re-taking its mutex
+//     after a cancelled wait: std requires the lock held on every exit). Its
+//     words carry no_cancel_bit; the canceller's claim refuses them, while
+//     wakers and timers claim them as usual. Cancellation is still sticky:
+//     the next cancellable park of the fiber sees the request.
 //  F5 A fiber and its task share one allocation (the task `fiber_header_size`
 //     bytes after the fiber), from sched/block_pool.hpp: recycled through
 //     per-thread lists by 16-byte size class, carved from huge-page chunks
@@ -94,6 +99,7 @@ struct fiber {
     std::atomic<bool> cancel_requested{false};
     wake_reason reason = wake_reason::notified;  // written by the claimer before scheduling (F3)
     bool started = false;                        // touched by the running worker only
+    std::uint8_t park_flags = 0;                 // no_cancel_bit or 0; the fiber's own, read by its hook (F6)
     bool registered = false;                     // in the runtime registry (R5); touched by the fiber only
 
     std::atomic<bool> finished{false};  // F2
@@ -118,20 +124,25 @@ struct fiber {
     std::string name_copy() noexcept;      // under meta_lock; "" when unnamed
     void set_name(std::string_view n);     // by the fiber itself
 
-    static constexpr park_state state_of(std::uint64_t w) noexcept { return static_cast<park_state>(w & 0xff); }
+    static constexpr park_state state_of(std::uint64_t w) noexcept { return static_cast<park_state>(w & 0x7f); }
     static constexpr std::uint64_t word(std::uint64_t gen, park_state s) noexcept {
         return (gen << 8) | static_cast<std::uint64_t>(s);
     }
 
     /// By the fiber itself: a new park begins. Returns its generation.
-    std::uint64_t begin_park() noexcept {
+    /// An uncancellable park (F6) carries this bit in every word of its generation.
+    static constexpr std::uint64_t no_cancel_bit = 0x80;
+    std::uint64_t begin_park(bool cancellable = true) noexcept {
         const std::uint64_t gen = (pword.load(std::memory_order_relaxed) >> 8) + 1;  // relaxed: own variable
-        pword.store(word(gen, park_state::parking), std::memory_order_relaxed);  // relaxed: claimers CAS from `parked` only
+        park_flags = cancellable ? 0 : no_cancel_bit;
+        pword.store(word(gen, park_state::parking) | park_flags, std::memory_order_relaxed);  // relaxed: claimers CAS from `parked` only
         return gen;
     }
     /// By the post-switch hook: the fiber is saved and may be claimed now (F3).
     void publish_parked(std::uint64_t gen) noexcept {
-        pword.store(word(gen, park_state::parked), std::memory_order_seq_cst);  // seq_cst: StoreLoad with the cancel flags (F3)
+        // seq_cst: StoreLoad with the cancel flags (F3). park_flags was written by the
+        // fiber before its switch, which the hand-over to this hook orders (W1).
+        pword.store(word(gen, park_state::parked) | park_flags, std::memory_order_seq_cst);
     }
     /// By the fiber itself, once resumed.
     void end_park(std::uint64_t gen) noexcept {
@@ -139,21 +150,29 @@ struct fiber {
     }
     /// Exactly one claimer of a park wins (F3); the winner then schedules the fiber.
     bool try_claim_park(std::uint64_t gen, wake_reason why) noexcept {
-        std::uint64_t expected = word(gen, park_state::parked);
-        // seq_cst: one total order with publish_parked() and the other claimers (F3).
-        if (!pword.compare_exchange_strong(expected, word(gen, park_state::woken), std::memory_order_seq_cst,
-                                           std::memory_order_relaxed))
-            return false;
-        reason = why;
-        return true;
+        const std::uint64_t w = pword.load(std::memory_order_seq_cst);  // seq_cst: F3
+        return (w & ~no_cancel_bit) == word(gen, park_state::parked) && claim_word(w, why);
     }
     /// Claims whatever park the fiber is in now, if it is parked (wakers, canceller).
     bool try_claim_current(wake_reason why) noexcept {
         const std::uint64_t w = pword.load(std::memory_order_seq_cst);  // seq_cst: F3
-        return state_of(w) == park_state::parked && try_claim_park(w >> 8, why);
+        return state_of(w) == park_state::parked && claim_word(w, why);
     }
     bool is_parked_in(std::uint64_t gen) const noexcept {
-        return pword.load(std::memory_order_relaxed) == word(gen, park_state::parked);  // relaxed: see timer_queue T3
+        // relaxed: see timer_queue T3
+        return (pword.load(std::memory_order_relaxed) & ~no_cancel_bit) == word(gen, park_state::parked);
+    }
+
+    /// The one CAS that claims a park (F3), from the word `w` just read; the
+    /// canceller never claims an uncancellable park (F6).
+    bool claim_word(std::uint64_t w, wake_reason why) noexcept {
+        if ((w & no_cancel_bit) && why == wake_reason::cancelled) return false;
+        // seq_cst: one total order with publish_parked() and the other claimers (F3).
+        if (!pword.compare_exchange_strong(w, word(w >> 8, park_state::woken), std::memory_order_seq_cst,
+                                           std::memory_order_relaxed))
+            return false;
+        reason = why;
+        return true;
     }
 
     void release() noexcept;  // F1: drops a contents reference

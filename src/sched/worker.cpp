@@ -518,10 +518,10 @@ void worker::register_current() noexcept {
     current_->registered = true;
 }
 
-worker* worker::park_current(void (*unlock)(void*), void* arg, std::int64_t deadline_ns) noexcept {
+worker* worker::park_current(void (*unlock)(void*), void* arg, std::int64_t deadline_ns, bool cancellable) noexcept {
     fiber* self = current_;
     if (!self->registered) register_current();
-    const std::uint64_t gen = self->begin_park();
+    const std::uint64_t gen = self->begin_park(cancellable);
     pending_unlock_ = unlock;
     pending_arg_ = arg;
     pending_gen_ = gen;

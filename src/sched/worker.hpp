@@ -126,7 +126,8 @@ public:
     /// The running fiber parks: after the switch, `unlock(arg)` runs on the
     /// arriving side (W1), after arming `deadline_ns` (steady ns; none = no
     /// deadline) in this worker's timer queue. Returns the worker it resumed on.
-    worker* park_current(void (*unlock)(void*), void* arg, std::int64_t deadline_ns = timer_queue::none) noexcept;
+    worker* park_current(void (*unlock)(void*), void* arg, std::int64_t deadline_ns = timer_queue::none,
+                         bool cancellable = true) noexcept;
     /// The running fiber has finished; never returns.
     [[noreturn]] void exit_current() noexcept;
 

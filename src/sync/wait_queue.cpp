@@ -16,6 +16,15 @@ void waiter_list::push_back(waiter& w) noexcept {
     w.linked = true;
 }
 
+void waiter_list::push_front(waiter& w) noexcept {
+    w.prev = nullptr;
+    w.next = head_;
+    if (head_) head_->prev = &w;
+    else tail_ = &w;
+    head_ = &w;
+    w.linked = true;
+}
+
 waiter* waiter_list::pop_front() noexcept {
     waiter* w = head_;
     if (w) remove(*w);
@@ -38,16 +47,29 @@ waiter make_waiter() noexcept {
 
 namespace {
 void unlock_spinlock(void* p) noexcept { static_cast<spinlock*>(p)->unlock(); }
+
+struct unlock_then {
+    spinlock* lk;
+    void (*after)(void*);
+    void* arg;
+};
+void run_unlock_then(void* p) noexcept {
+    const unlock_then u = *static_cast<unlock_then*>(p);  // copy: once lk is free the waiter's stack may unwind
+    u.lk->unlock();
+    u.after(u.arg);
+}
 }  // namespace
 
-wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns) noexcept {
+wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns, bool cancellable,
+                        void (*after_unlock)(void*), void* arg) noexcept {
     if (!w.f) {
         lk.unlock();
+        if (after_unlock) after_unlock(arg);
         for (;;) {
-            const std::uint32_t v = w.word.load(std::memory_order_acquire);  // acquire: pairs with the waker's CAS
-            if (v != 0) return wake_reason::notified;
-            if (deadline_ns == timer_queue::none) {
-                futex_wait(w.word, 0);
+            const std::uint32_t v = w.word.load(std::memory_order_acquire);  // acquire: pairs with the waker's release
+            if (v == 1) return wake_reason::notified;
+            if (v == 3 || deadline_ns == timer_queue::none) {  // 3: claimed, the waker completes soon (Q4)
+                futex_wait(w.word, v);
                 continue;
             }
             const std::int64_t left = deadline_ns - now_ns();
@@ -56,7 +78,7 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t d
                 // acq_rel: the same CAS the waker races; exactly one wins (header).
                 if (w.word.compare_exchange_strong(expected, 2, std::memory_order_acq_rel, std::memory_order_acquire))
                     return wake_reason::timeout;
-                return wake_reason::notified;
+                continue;  // claimed: wait for the waker to complete
             }
             const timespec ts{static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
             futex_wait(w.word, 0, &ts);
@@ -64,18 +86,45 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t d
     }
     fiber* self = w.f;
     // relaxed: an early look only; the post-switch hook re-checks with seq_cst (F3, F4).
-    if (self->cancel_requested.load(std::memory_order_relaxed) || self->rt->cancelling(std::memory_order_relaxed)) {
+    if (cancellable &&
+        (self->cancel_requested.load(std::memory_order_relaxed) || self->rt->cancelling(std::memory_order_relaxed))) {
         lk.unlock();
+        if (after_unlock) after_unlock(arg);
         return wake_reason::cancelled;
     }
     if (deadline_ns != timer_queue::none && deadline_ns <= now_ns()) {
         lk.unlock();
+        if (after_unlock) after_unlock(arg);
         return wake_reason::timeout;
     }
     self->wait_reason.store(why, std::memory_order_relaxed);  // relaxed: diagnostics
-    worker::current()->park_current(&unlock_spinlock, &lk, deadline_ns);
+    if (after_unlock) {
+        unlock_then u{&lk, after_unlock, arg};
+        worker::current()->park_current(&run_unlock_then, &u, deadline_ns, cancellable);
+    } else {
+        worker::current()->park_current(&unlock_spinlock, &lk, deadline_ns, cancellable);
+    }
     self->wait_reason.store(nullptr, std::memory_order_relaxed);  // relaxed: diagnostics
     return self->reason;
+}
+
+bool claim_waiter(waiter& w) noexcept {
+    if (!w.f) {
+        std::uint32_t expected = 0;
+        // acq_rel: a failed CAS means the sleeper timed out first and leaves on its own (Q2, Q3).
+        return w.word.compare_exchange_strong(expected, 3, std::memory_order_acq_rel, std::memory_order_relaxed);
+    }
+    return w.f->try_claim_current(wake_reason::notified);  // false: lost to the canceller or a timeout (Q2)
+}
+
+void complete_unpark(waiter& w) noexcept {
+    if (!w.f) {
+        w.word.store(1, std::memory_order_release);  // release: publishes token and the waker's writes (header)
+        futex_wake(w.word, 1);
+        return;
+    }
+    fiber* f = w.f;
+    f->rt->schedule_woken(f);
 }
 
 bool unpark_waiter(waiter& w) noexcept {

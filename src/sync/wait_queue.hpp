@@ -24,11 +24,21 @@
 //     next waiter if its primitive hands off (a mutex would; join wakes all).
 //  Q3 A cancelled fiber waiter may still be linked: after waking it re-takes L
 //     and unlinks itself if `linked`.
+//  Q4 A waker that must tell the waiter something (a mutex handing itself
+//     over) splits the wake: claim_waiter() commits to it (after that neither
+//     its deadline nor the canceller can take it), the waker writes `token`
+//     and its own state, then complete_unpark() lets it run. The waiter reads
+//     `token` only after it is resumed.
 //
-// Memory orders. Thread waiters: the waker CASes word 0 -> 1 (acq_rel) and the
-// sleeper loads it with acquire, so whatever the waker wrote before (a result,
-// a handed-off value) is visible when the thread returns; a sleeper whose
-// deadline passes CASes 0 -> 2, and exactly one of the two CASes wins. The futex wake may
+// Thread words. 0 waiting; 3 claimed by a waker, wake not yet complete;
+// 1 woken; 2 timed out (set by the sleeper itself). The sleeper returns on 1
+// or 2 only, and sleeps through 3 (the waker is between claim and complete).
+//
+// Memory orders. Thread waiters: the waker CASes word 0 -> 3 (acq_rel), then
+// stores 1 (release); the sleeper loads it with acquire, so whatever the waker
+// wrote before (a token, a handed-off value) is visible when the thread
+// returns; a sleeper whose deadline passes CASes 0 -> 2, and exactly one of
+// the two CASes wins. The futex wake may
 // reach a waiter record that has just returned (its word already 1): futex
 // calls on a stale address are harmless, all sleeps re-check in a loop.
 // Fiber waiters: the run queue hand-off is the release/acquire (deque.hpp I2).
@@ -62,14 +72,24 @@ waiter make_waiter() noexcept;
 /// "sleep", ...). Unless the result is `notified`, `w` may still be linked:
 /// the caller re-takes `lk` and unlinks it if `w.linked` (Q3). A fiber whose
 /// cancellation was requested, or a deadline already past, does not park.
+/// An uncancellable wait (fiber.hpp F6) ignores cancellation.
 /// This is the one timed-wait path: every _for/_until form goes through it.
-wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns) noexcept;
+/// `after_unlock(arg)`, if given, runs right after `lk` is released, before a
+/// thread sleeps or, for a fiber, in its worker's post-switch hook: so it
+/// must not block, and `arg` must outlive the wait (a condition variable
+/// releases the user's mutex there, atomically with respect to notifiers).
+wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns, bool cancellable = true,
+                        void (*after_unlock)(void*) = nullptr, void* arg = nullptr) noexcept;
 inline wake_reason park_waiter(waiter& w, spinlock& lk, const char* why) noexcept {
     return park_waiter(w, lk, why, std::numeric_limits<std::int64_t>::max());
 }
 
-/// Wakes w (already unlinked: Q1). False if a fiber waiter was claimed by its
-/// canceller first (Q2).
+/// Wakes w (already unlinked: Q1). False if it was claimed by its canceller
+/// or its deadline first (Q2).
 bool unpark_waiter(waiter& w) noexcept;
+
+/// Q4: the two halves of unpark_waiter. claim_waiter() false: as above.
+bool claim_waiter(waiter& w) noexcept;
+void complete_unpark(waiter& w) noexcept;
 
 }  // namespace weft::detail

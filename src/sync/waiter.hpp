@@ -12,10 +12,14 @@ struct fiber;
 
 struct waiter {
     fiber* f = nullptr;                // null: a plain thread
-    std::atomic<std::uint32_t> word{0};  // thread waiters: 1 once woken
+    std::atomic<std::uint32_t> word{0};  // thread waiters: see wait_queue.hpp "Thread words"
     waiter* next = nullptr;
     waiter* prev = nullptr;
     bool linked = false;
+    // Used by the parking lot (sync/parking_lot.hpp) only; guarded by the bucket lock.
+    const void* key = nullptr;
+    std::uintptr_t token = 0;     // from the waker's callback, read after the wake (Q4)
+    std::int64_t since_ns = 0;    // when it parked: the mutex starvation guard
 };
 
 /// An intrusive FIFO of waiters; the owner's lock guards it.
@@ -23,7 +27,9 @@ class waiter_list {
 public:
     bool empty() const noexcept { return head_ == nullptr; }
     void push_back(waiter& w) noexcept;
+    void push_front(waiter& w) noexcept;
     waiter* pop_front() noexcept;
+    waiter* front() const noexcept { return head_; }
     void remove(waiter& w) noexcept;
 
 private:
