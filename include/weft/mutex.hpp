@@ -37,8 +37,9 @@ class condition_variable;
 namespace detail {
 
 /// The state shared by the mutexes: one word and the owner's token.
-/// state_: bit 0 locked, bit 1 "waiters may be parked on &state_"; see
-/// src/sync/mutex.cpp for the protocol and its memory orders.
+/// state_: bit 0 locked, bit 1 "waiters may be parked on &state_", bit 2 "a
+/// contender is awake", bit 3 "handed over, new owner not yet running"; see src/sync/mutex.cpp for the protocol and its
+/// memory orders.
 class mutex_base {
 public:
     mutex_base(const mutex_base&) = delete;
@@ -47,15 +48,16 @@ public:
 protected:
     static constexpr std::uint32_t locked_bit = 1;
     static constexpr std::uint32_t parked_bit = 2;
+    static constexpr std::uint32_t woken_bit = 4;
+    static constexpr std::uint32_t handoff_bit = 8;
 
     constexpr mutex_base() noexcept = default;
     ~mutex_base() = default;
 
     bool try_acquire() noexcept {
-        std::uint32_t expected = 0;
-        // acquire: pairs with the release in release(); the owner sees the last holder's writes.
-        return state_.compare_exchange_strong(expected, locked_bit, std::memory_order_acquire,
-                                              std::memory_order_relaxed);
+        // acquire: pairs with the release in release_state(). Setting L when it is
+        // already set changes nothing, so this works whatever the other bits are.
+        return !(state_.fetch_or(locked_bit, std::memory_order_acquire) & locked_bit);
     }
     /// Takes the lock before `deadline_ns` (false: timed out). Never cancellable.
     bool acquire(std::uint64_t me, std::int64_t deadline_ns) {
@@ -73,14 +75,13 @@ protected:
         release_state();
     }
     void release_state() noexcept {
-        std::uint32_t expected = locked_bit;
         // release: publishes the critical section to the next owner.
-        if (!state_.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed))
-            release_slow();
+        const std::uint32_t old = state_.fetch_and(~locked_bit, std::memory_order_release);
+        if ((old & (parked_bit | woken_bit)) == parked_bit) wake_one();  // someone parked, nobody awake
     }
 
     WEFT_API bool acquire_slow(std::uint64_t me, std::int64_t deadline_ns);
-    WEFT_API void release_slow() noexcept;
+    WEFT_API void wake_one() noexcept;
     [[noreturn]] WEFT_API void not_owner(std::uint64_t owner) const noexcept;
 
     std::atomic<std::uint32_t> state_{0};

@@ -2,9 +2,11 @@
 /// Umbrella header: everything public in weft.
 #pragma once
 
+#include <weft/condition_variable.hpp>
 #include <weft/config.hpp>
 #include <weft/error.hpp>
 #include <weft/fiber_id.hpp>
+#include <weft/mutex.hpp>
 #include <weft/runtime.hpp>
 #include <weft/this_fiber.hpp>
 #include <weft/thread.hpp>

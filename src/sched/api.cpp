@@ -170,15 +170,14 @@ void terminate_uncaught(std::exception_ptr e) noexcept {
 
 namespace weft::detail {
 
-std::uint64_t self_token() noexcept {
-    if (worker* w = worker::current()) return w->running()->id;
+std::uint64_t thread_token() noexcept {
     if (tls_thread_token == 0) tls_thread_token = next_id();  // this_os_thread() adopts it
     return tls_thread_token;
 }
 
 bool spin_may_help() noexcept {
     worker* w = worker::current();
-    return !w || w->rt().workers.size() > 1;
+    return !w || (w->rt().workers.size() > 1 && !w->has_local_work());
 }
 
 void throw_cancelled() { throw operation_cancelled(); }

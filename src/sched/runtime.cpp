@@ -154,10 +154,14 @@ fiber* runtime_impl::injector_pop() noexcept {
     return chain;
 }
 
-void runtime_impl::schedule_woken(fiber* f) noexcept {
+void runtime_impl::schedule_woken(fiber* f, bool stealable) noexcept {
     worker* w = worker::current();
-    if (w && &w->rt() == this) w->schedule_woken(f);
-    else post(f);
+    if (w && &w->rt() == this) {
+        if (stealable) w->push_woken(f);
+        else w->schedule_woken(f);
+    } else {
+        post(f);
+    }
 }
 
 std::int64_t runtime_impl::earliest_timer() const noexcept {

@@ -74,7 +74,9 @@ public:
 
     fiber* spawn(task_base* t, const spawn_attrs& attrs);
     /// Makes a woken fiber runnable: this worker's LIFO slot, or the injector.
-    void schedule_woken(fiber* f) noexcept;
+    /// `stealable`: its FIFO woken queue instead of the LIFO slot, so that an
+    /// idle worker can take it at once (a mutex waiter: the waker runs on).
+    void schedule_woken(fiber* f, bool stealable = false) noexcept;
     void post(fiber* f) noexcept;  // injector + notify
     /// Posts the chain head -> ... (n fibers linked by next_run, last one null); R4.
     void post_chain(fiber* head, std::size_t n) noexcept;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include <weft/detail/park.hpp>
 #include <weft/error.hpp>
 #include <weft/this_fiber.hpp>
 
@@ -26,6 +27,15 @@ thread_local worker* tls_worker __attribute__((tls_model("initial-exec"))) = nul
 worker* current_worker_for_signal() noexcept { return tls_worker; }
 
 __attribute__((noinline, noipa)) worker* worker::current() noexcept { return tls_worker; }
+
+std::uint64_t thread_token() noexcept;  // sched/api.cpp
+
+// Exported (weft/detail/park.hpp): the mutexes' owner token, on their fast
+// paths. Reads tls_worker itself (no switch can happen inside).
+std::uint64_t self_token() noexcept {
+    if (worker* w = tls_worker) return w->running()->id;
+    return thread_token();
+}
 
 worker::worker(runtime_impl& rt, unsigned index, std::size_t deque_capacity)
     : rt_(rt),

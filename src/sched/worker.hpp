@@ -153,6 +153,13 @@ public:
     std::atomic<std::uint64_t> n_spawned{0}, n_exited{0};
     std::atomic<bool> lifo_full{false};  // relaxed mirror of lifo_ for stats
 
+    /// True when this worker has another fiber ready to run (owner only).
+    bool has_local_work() const noexcept {
+        return lifo_ || yq_head_ || wq_.owner_nonempty() || dq_.owner_nonempty();
+    }
+    /// A woken fiber into the FIFO woken queue (stealable; W6).
+    void push_woken(fiber* f) noexcept;
+
 private:
     enum class action : std::uint8_t { none, requeue, park, exited };
 
@@ -171,7 +178,6 @@ private:
     fiber* spin() noexcept;
     void sleep() noexcept;
     void push_local(fiber* f) noexcept;
-    void push_woken(fiber* f) noexcept;
     void resume_from_scheduler(fiber* f) noexcept;
     worker* switch_away(fiber* self, fiber* next, action a, bool exiting = false) noexcept;
     void complete_switch(transfer t) noexcept;

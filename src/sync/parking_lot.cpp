@@ -35,11 +35,11 @@ park_outcome park_on(const void* key, bool (*validate)(void*), void* ctx, std::i
         b.lock.unlock();
         return {park_result::invalid, 0};
     }
-    if (since_ns != 0) {  // parking again: keeps its age and its place (mutex.cpp M4)
+    if (since_ns > 0) {  // parking again: keeps its age and its place (mutex.cpp M4)
         w.since_ns = since_ns;
         b.waiters.push_front(w);
     } else {
-        w.since_ns = now_ns();
+        w.since_ns = since_ns == 0 ? now_ns() : 0;
         b.waiters.push_back(w);
     }
     const wake_reason r = park_waiter(w, b.lock, why, deadline_ns, cancellable, after_unlock, after_arg);
@@ -59,7 +59,8 @@ waiter* find(const void* key, waiter* from) noexcept {
 }
 }  // namespace
 
-void unpark_one_on(const void* key, std::uintptr_t (*callback)(void*, unpark_info), void* ctx) noexcept {
+void unpark_one_on(const void* key, std::uintptr_t (*callback)(void*, unpark_info), void* ctx,
+                   bool run_here) noexcept {
     bucket& b = bucket_of(key);
     b.lock.lock();
     waiter* w = find(key, b.waiters.front());
@@ -67,9 +68,9 @@ void unpark_one_on(const void* key, std::uintptr_t (*callback)(void*, unpark_inf
         waiter* next = find(key, w->next);
         b.waiters.remove(*w);
         if (claim_waiter(*w)) {  // P3
-            const unpark_info info{true, next != nullptr, now_ns() - w->since_ns};
+            const unpark_info info{true, next != nullptr, w->since_ns ? now_ns() - w->since_ns : 0};
             w->token = callback(ctx, info);
-            complete_unpark(*w);
+            complete_unpark(*w, !run_here);
             b.lock.unlock();
             return;
         }

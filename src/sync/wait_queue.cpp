@@ -117,14 +117,14 @@ bool claim_waiter(waiter& w) noexcept {
     return w.f->try_claim_current(wake_reason::notified);  // false: lost to the canceller or a timeout (Q2)
 }
 
-void complete_unpark(waiter& w) noexcept {
+void complete_unpark(waiter& w, bool stealable) noexcept {
     if (!w.f) {
         w.word.store(1, std::memory_order_release);  // release: publishes token and the waker's writes (header)
         futex_wake(w.word, 1);
         return;
     }
     fiber* f = w.f;
-    f->rt->schedule_woken(f);
+    f->rt->schedule_woken(f, stealable);
 }
 
 bool unpark_waiter(waiter& w) noexcept {

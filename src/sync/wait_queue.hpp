@@ -90,6 +90,7 @@ bool unpark_waiter(waiter& w) noexcept;
 
 /// Q4: the two halves of unpark_waiter. claim_waiter() false: as above.
 bool claim_waiter(waiter& w) noexcept;
-void complete_unpark(waiter& w) noexcept;
+/// `stealable`: see runtime_impl::schedule_woken.
+void complete_unpark(waiter& w, bool stealable = false) noexcept;
 
 }  // namespace weft::detail
