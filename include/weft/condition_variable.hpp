@@ -79,8 +79,10 @@ public:
     }
 
     /// Waits until notified (true) or `deadline_ns` (steady-clock ns) passes
-    /// (false). Used by the templates above.
-    WEFT_API bool wait_until_ns(std::unique_lock<mutex>& lock, std::int64_t deadline_ns);
+    /// (false). Used by the templates above; `cancellable = false` is for
+    /// weft's own lock-like waits (shared_mutex), which are not cancellation
+    /// points.
+    WEFT_API bool wait_until_ns(std::unique_lock<mutex>& lock, std::int64_t deadline_ns, bool cancellable = true);
 
 private:
     WEFT_API void notify_slow(bool all) noexcept;
@@ -129,7 +131,8 @@ public:
     }
     template <class Lock, class Rep, class Period>
     std::cv_status wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& d) {
-        return wait_until(lock, std::chrono::steady_clock::now() + d);
+        return wait_until_ns(lock, detail::deadline_after_ns(detail::saturating_ns(d))) ? std::cv_status::no_timeout
+                                                                                         : std::cv_status::timeout;
     }
     template <class Lock, class Rep, class Period, class Predicate>
     bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& d, Predicate pred) {

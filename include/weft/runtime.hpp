@@ -3,6 +3,7 @@
 /// `join_handle`, statistics and shutdown.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -30,6 +31,11 @@ struct runtime_options {
     std::size_t stack_size = 0;   ///< usable bytes per fiber stack, rounded up to pages
     std::size_t guard_pages = 1;  ///< inaccessible pages below each stack (at least 1)
     std::string name = {};        ///< runtime name for logs and worker thread names ("weft")
+    /// Log a warning naming the fiber when a worker runs one fiber this long
+    /// without switching (a fiber blocked in a std:: lock or a blocking system
+    /// call stalls its worker). 0: the default, 100 ms, or WEFT_STALL_MS;
+    /// negative: off.
+    std::chrono::milliseconds stall_warning{0};
 };
 
 /// A snapshot of counters; each value is read without stopping the workers,

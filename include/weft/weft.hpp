@@ -8,6 +8,7 @@
 #include <weft/fiber_id.hpp>
 #include <weft/mutex.hpp>
 #include <weft/runtime.hpp>
+#include <weft/shared_mutex.hpp>
 #include <weft/this_fiber.hpp>
 #include <weft/thread.hpp>
 #include <weft/timer.hpp>

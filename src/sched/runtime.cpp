@@ -1,5 +1,7 @@
 #include "sched/runtime_impl.hpp"
 
+#include "diag/stall.hpp"
+
 #include <cerrno>
 #include <algorithm>
 #include <charconv>
@@ -75,6 +77,10 @@ runtime_options resolve_options(runtime_options o) {
         throw std::invalid_argument("weft: runtime_options::guard_pages = " + std::to_string(o.guard_pages) +
                                     " is outside [1, 256]");
     if (o.name.empty()) o.name = "weft";
+    if (o.stall_warning.count() == 0) {
+        const std::size_t env = parse_size_env("WEFT_STALL_MS", false);
+        o.stall_warning = std::chrono::milliseconds(env ? static_cast<std::int64_t>(env) : 100);
+    }
     return o;
 }
 
@@ -86,6 +92,7 @@ runtime_impl::runtime_impl(runtime& own, runtime_options o)
     for (std::size_t i = 0; i < opts.workers; ++i)
         workers.push_back(std::make_unique<worker>(*this, static_cast<unsigned>(i), deque_capacity()));
     for (auto& w : workers) w->start();  // all exist before any runs (worker.hpp lifecycle 1)
+    if (opts.stall_warning.count() > 0) monitor_ = std::make_unique<stall_monitor>(*this, opts.stall_warning);
     log().debug("runtime '{}' started: {} workers, {} KiB stacks, {} guard page(s) by {}", opts.name, opts.workers,
                 opts.stack_size / kib, opts.guard_pages, guard_mode_name(process_guard_mode()));
 }
@@ -250,6 +257,7 @@ void runtime_impl::shutdown() {
     idle.wake_all();
     for (auto& w : workers) w->wake_thread();
     for (auto& w : workers) w->join();
+    monitor_.reset();
     WEFT_CHECK(!injector_maybe_nonempty());
     shut_down_ = true;
     log().debug("runtime '{}' shut down", opts.name);
@@ -296,6 +304,18 @@ void json_string(std::ostringstream& os, std::string_view s) {
     os << '"';
 }
 }  // namespace
+
+std::string runtime_impl::describe_fiber(std::uint64_t id) const {
+    std::string out = "fiber " + std::to_string(id);
+    for (const auto& s : shards_) {
+        auto& lock = const_cast<spinlock&>(s.lock);
+        lock.lock();  // fibers stay allocated while registered (R5)
+        for (fiber* f = s.head; f; f = f->reg_next)
+            if (f->id == id) out += " '" + f->name_copy() + "'";
+        lock.unlock();
+    }
+    return out;
+}
 
 std::string runtime_impl::dump_json() const {
     std::ostringstream os;

@@ -61,6 +61,8 @@
 
 namespace weft::detail {
 
+class stall_monitor;
+
 /// Applies defaults and the environment; throws std::invalid_argument.
 runtime_options resolve_options(runtime_options o);
 
@@ -104,6 +106,8 @@ public:
     void shutdown();
     runtime_stats stats() const;
     std::string dump_json() const;
+    /// "fiber <id> '<name>'" (the name if the fiber is registered: S3 of diag/stall.hpp).
+    std::string describe_fiber(std::uint64_t id) const;
 
     bool stopping() const noexcept { return stop_.load(std::memory_order_acquire); }  // acquire: pairs with shutdown()
 
@@ -129,6 +133,7 @@ private:
     std::atomic<bool> stop_{false};
     std::atomic<std::int64_t> outside_spawns_in_flight_{0};  // R1
     std::atomic<std::uint64_t> spawned_outside_{0};          // R2 (spawns from outside any worker)
+    std::unique_ptr<stall_monitor> monitor_;  // null when stall_warning < 0
     std::mutex shutdown_mu_;
     bool shut_down_ = false;  // guarded by shutdown_mu_
 };

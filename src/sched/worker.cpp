@@ -422,6 +422,7 @@ void worker::resume_from_scheduler(fiber* f) noexcept {
     if (!prepare(f)) return;
     current_ = f;
     f->last_worker.store(static_cast<int>(index_), std::memory_order_relaxed);  // relaxed: diagnostics
+    running_id.store(f->id, std::memory_order_relaxed);  // relaxed: diagnostics (diag/stall.hpp)
     bump(n_switches);
     pending_from_ = &sched_ctx_;
     pending_ = action::none;
@@ -455,6 +456,7 @@ __attribute__((noinline)) void worker::complete_other() noexcept {
                 if (timers_.earliest() == pending_deadline_) rt_.nudge_sleeper(pending_deadline_, this);  // T4
             }
             pending_unlock_(pending_arg_);  // W1: only now may a waker find and resume f
+            if (pending_after_) pending_after_(pending_after_arg_);  // from the worker's copy: f may be running elsewhere
             break;
         }
         case action::exited: {
@@ -475,6 +477,7 @@ inline __attribute__((always_inline)) worker* worker::switch_away(fiber* self, f
     pending_from_ = &self->ctx;
     current_ = next;
     exec_context* to = &sched_ctx_;
+    running_id.store(next ? next->id : 0, std::memory_order_relaxed);  // relaxed: diagnostics (diag/stall.hpp)
     if (next) {
         next->last_worker.store(static_cast<int>(index_), std::memory_order_relaxed);  // relaxed: diagnostics
         bump(n_switches);
@@ -505,6 +508,7 @@ inline __attribute__((always_inline)) worker* worker::yield_current() noexcept {
         pending_from_ = &self->ctx;
         current_ = next;
         next->last_worker.store(static_cast<int>(index_), std::memory_order_relaxed);  // relaxed: diagnostics
+        running_id.store(next->id, std::memory_order_relaxed);  // relaxed: diagnostics (diag/stall.hpp)
         bump(n_switches);
         transfer t = switch_to(self->ctx, next->ctx, this);
         worker* now = static_cast<worker*>(t.data);  // `this` is stale from here on
@@ -528,12 +532,15 @@ void worker::register_current() noexcept {
     current_->registered = true;
 }
 
-worker* worker::park_current(void (*unlock)(void*), void* arg, std::int64_t deadline_ns, bool cancellable) noexcept {
+worker* worker::park_current(void (*unlock)(void*), void* arg, std::int64_t deadline_ns, bool cancellable,
+                             void (*after)(void*), void* after_arg) noexcept {
     fiber* self = current_;
     if (!self->registered) register_current();
     const std::uint64_t gen = self->begin_park(cancellable);
     pending_unlock_ = unlock;
     pending_arg_ = arg;
+    pending_after_ = after;
+    pending_after_arg_ = after_arg;
     pending_gen_ = gen;
     pending_deadline_ = deadline_ns;
     worker* now = switch_away(self, pick(), action::park);

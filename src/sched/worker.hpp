@@ -126,8 +126,11 @@ public:
     /// The running fiber parks: after the switch, `unlock(arg)` runs on the
     /// arriving side (W1), after arming `deadline_ns` (steady ns; none = no
     /// deadline) in this worker's timer queue. Returns the worker it resumed on.
+    /// The hook runs unlock(arg), then after(after_arg) if given; all four are
+    /// copied into the worker, never read from the parking fiber's stack (a
+    /// timer armed by the hook may resume the fiber elsewhere first).
     worker* park_current(void (*unlock)(void*), void* arg, std::int64_t deadline_ns = timer_queue::none,
-                         bool cancellable = true) noexcept;
+                         bool cancellable = true, void (*after)(void*) = nullptr, void* after_arg = nullptr) noexcept;
     /// The running fiber has finished; never returns.
     [[noreturn]] void exit_current() noexcept;
 
@@ -149,6 +152,7 @@ public:
 
     // statistics: written by this worker only (relaxed load+store), read by anyone
     std::atomic<std::uint64_t> n_switches{0}, n_steals{0}, n_parks{0}, n_unparks{0}, n_sleeps{0};
+    std::atomic<std::uint64_t> running_id{0};  // id of the fiber running here, 0 in the scheduler (diag/stall.hpp)
     // R2 counters (runtime_impl.hpp): release increments, single writer
     std::atomic<std::uint64_t> n_spawned{0}, n_exited{0};
     std::atomic<bool> lifo_full{false};  // relaxed mirror of lifo_ for stats
@@ -217,6 +221,8 @@ private:
     exec_context* pending_from_ = nullptr;
     void (*pending_unlock_)(void*) = nullptr;
     void* pending_arg_ = nullptr;
+    void (*pending_after_)(void*) = nullptr;  // runs after pending_unlock_ (wait_queue.hpp after_unlock)
+    void* pending_after_arg_ = nullptr;
     std::uint64_t pending_gen_ = 0;
     std::int64_t pending_deadline_ = timer_queue::none;
 

@@ -9,9 +9,11 @@
 //     and releases the user's mutex only after that (park_on's after_unlock:
 //     for a fiber, in its worker's post-switch hook). Any notifier that
 //     locked the mutex after the waiter released it finds the waiter linked.
-//  C2 has_waiters_ is set by each waiter under the bucket lock (validate)
-//     before it links; it is cleared only under the bucket lock when no
-//     waiter remains (notify_one's callback) or just before a notify_all
+//  C2 has_waiters_ is set (if it is not already) by each waiter under the
+//     bucket lock (validate) before it links; it is cleared only under the
+//     bucket lock by a notify_one that found nobody linked (so it stays set
+//     after the last waiter is woken, and the next notify clears it: one
+//     bucket visit instead of a store per wait), or just before a notify_all
 //     sweeps the bucket (a waiter that links after the store sets it again).
 //     So it is never false while a waiter that a notify must see is linked.
 //  C3 The mutex's owner is cleared before the wait (the hook that releases
@@ -34,7 +36,7 @@
 
 namespace weft {
 
-bool condition_variable::wait_until_ns(std::unique_lock<mutex>& lock, std::int64_t deadline_ns) {
+bool condition_variable::wait_until_ns(std::unique_lock<mutex>& lock, std::int64_t deadline_ns, bool cancellable) {
     mutex* m = lock.mutex();
     const std::uint64_t me = detail::self_token();
     if (!m || !lock.owns_lock() || m->owner_.load(std::memory_order_relaxed) != me)  // relaxed: our own store
@@ -45,10 +47,12 @@ bool condition_variable::wait_until_ns(std::unique_lock<mutex>& lock, std::int64
     const detail::park_outcome out = detail::park_on(
         this,
         [](void* cv) {
-            static_cast<condition_variable*>(cv)->has_waiters_.store(true, std::memory_order_seq_cst);  // C2
+            auto& flag = static_cast<condition_variable*>(cv)->has_waiters_;
+            // relaxed load: under the bucket lock nobody clears it (C2); seq_cst store: header.
+            if (!flag.load(std::memory_order_relaxed)) flag.store(true, std::memory_order_seq_cst);
             return true;
         },
-        this, deadline_ns, "condition_variable", /*cancellable=*/true,
+        this, deadline_ns, "condition_variable", cancellable,
         [](void* b) { static_cast<detail::mutex_base*>(b)->release_state(); },  // C1, C3
         &base);
     (void)base.acquire(me, detail::no_deadline);  // C3: uncancellable, on every exit
@@ -65,7 +69,7 @@ void condition_variable::notify_slow(bool all) noexcept {
     detail::unpark_one_on(
         this,
         [](void* cv, detail::unpark_info info) -> std::uintptr_t {
-            if (!info.may_have_more)  // C2: under the bucket lock
+            if (!info.did_unpark)  // C2: under the bucket lock, nobody is linked
                 static_cast<condition_variable*>(cv)->has_waiters_.store(false, std::memory_order_seq_cst);
             return 0;
         },

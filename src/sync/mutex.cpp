@@ -59,6 +59,7 @@
 
 #include <weft/detail/park.hpp>
 #include <weft/mutex.hpp>
+#include <weft/shared_mutex.hpp>
 #include <weft/this_fiber.hpp>
 
 #include "util/private.hpp"
@@ -159,6 +160,19 @@ void mutex_base::not_owner(std::uint64_t owner) const noexcept {
                  "weft: unlock of weft mutex %p by %s %llu '%s', which does not own it (owner: %s)\n",
                  static_cast<const void*>(this), this_fiber::in_fiber() ? "fiber" : "thread",
                  static_cast<unsigned long long>(self_token()), name.c_str(), who.c_str());
+    std::fflush(stderr);
+    std::abort();
+}
+
+}  // namespace weft::detail
+
+namespace weft::detail {
+
+void shared_mutex_misuse(const void* m, const char* what) noexcept {
+    const std::string name = this_fiber::get_name();
+    std::fprintf(stderr, "weft: shared_mutex %p: %s (caller: %s %llu '%s')\n", m, what,
+                 this_fiber::in_fiber() ? "fiber" : "thread", static_cast<unsigned long long>(self_token()),
+                 name.c_str());
     std::fflush(stderr);
     std::abort();
 }

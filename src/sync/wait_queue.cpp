@@ -48,16 +48,6 @@ waiter make_waiter() noexcept {
 namespace {
 void unlock_spinlock(void* p) noexcept { static_cast<spinlock*>(p)->unlock(); }
 
-struct unlock_then {
-    spinlock* lk;
-    void (*after)(void*);
-    void* arg;
-};
-void run_unlock_then(void* p) noexcept {
-    const unlock_then u = *static_cast<unlock_then*>(p);  // copy: once lk is free the waiter's stack may unwind
-    u.lk->unlock();
-    u.after(u.arg);
-}
 }  // namespace
 
 wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns, bool cancellable,
@@ -98,12 +88,7 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t d
         return wake_reason::timeout;
     }
     self->wait_reason.store(why, std::memory_order_relaxed);  // relaxed: diagnostics
-    if (after_unlock) {
-        unlock_then u{&lk, after_unlock, arg};
-        worker::current()->park_current(&run_unlock_then, &u, deadline_ns, cancellable);
-    } else {
-        worker::current()->park_current(&unlock_spinlock, &lk, deadline_ns, cancellable);
-    }
+    worker::current()->park_current(&unlock_spinlock, &lk, deadline_ns, cancellable, after_unlock, arg);
     self->wait_reason.store(nullptr, std::memory_order_relaxed);  // relaxed: diagnostics
     return self->reason;
 }

@@ -103,7 +103,8 @@ std::size_t timer_queue::run_due(std::int64_t now, bool try_only) noexcept {
         for (std::size_t i = 0; i < n; ++i) {
             fiber* f = due[i].f;
             if (f->try_claim_park(due[i].gen, wake_reason::timeout)) {  // T3
-                f->rt->schedule_woken(f);
+                // FIFO, not the LIFO slot: a batch resumes in deadline order (T3).
+                f->rt->schedule_woken(f, /*stealable=*/true);
                 ++fired;
             }
             f->unpin();  // T1

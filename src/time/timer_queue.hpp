@@ -30,6 +30,8 @@
 //     read relaxed as a hint (a stale hint only delays or wastes one check).
 //  T3 A fiber is resumed once per park: the entry fires through the same
 //     claim as wakers and the canceller (F3), keyed by the park generation.
+//     Fired fibers go to the FIFO woken queue, not the LIFO slot, so that a
+//     batch due at once (a worker that woke late) resumes in deadline order.
 //  T4 A sleeping worker sleeps until the earliest deadline of *any* worker
 //     (so a worker stuck in a long fiber has its timers fired by a sleeper
 //     that wakes and searches), and publishes that time in sleep_deadline_.

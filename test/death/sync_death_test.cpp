@@ -1,0 +1,116 @@
+// Misuse of weft's mutexes that std leaves undefined and weft turns into an
+// abort with a message: unlock of a mutex that is not locked, unlock by a
+// fiber or thread that does not own it, one unlock too many of a recursive
+// mutex. The message names the caller and the owner.
+#include <csignal>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <weft/mutex.hpp>
+#include <weft/weft.hpp>
+
+namespace {
+// What every report says; the owner part differs between the cases.
+constexpr const char* not_owner = "unlock of weft mutex 0x[0-9a-f]+ by (fiber|thread) [0-9]+ .*, which does not own it";
+}  // namespace
+
+TEST(MutexDeathTest, UnlockOfAMutexNotLockedAborts) {
+    EXPECT_EXIT(
+        {
+            weft::mutex m;
+            m.unlock();
+        },
+        testing::KilledBySignal(SIGABRT), std::string(not_owner) + " \\(owner: nobody \\(it is not locked\\)\\)");
+}
+
+TEST(MutexDeathTest, UnlockOfAMutexNotLockedOnAFiberAborts) {
+    EXPECT_EXIT(
+        {
+            weft::runtime rt(weft::runtime_options{.workers = 1});
+            rt.block_on([] {
+                weft::this_fiber::set_name("unlocker");
+                weft::timed_mutex m;
+                m.unlock();
+            });
+        },
+        testing::KilledBySignal(SIGABRT), "by fiber [0-9]+ 'unlocker', which does not own it \\(owner: nobody");
+}
+
+TEST(MutexDeathTest, UnlockByAFiberThatDoesNotOwnItAborts) {
+    EXPECT_EXIT(
+        {
+            weft::runtime rt(weft::runtime_options{.workers = 2});
+            weft::mutex m;
+            rt.block_on([&m] {
+                m.lock();
+                weft::spawn([&m] {
+                    weft::this_fiber::set_name("intruder");
+                    m.unlock();
+                }).join();
+            });
+        },
+        testing::KilledBySignal(SIGABRT),
+        "by fiber [0-9]+ 'intruder', which does not own it \\(owner: fiber/thread [0-9]+\\)");
+}
+
+TEST(MutexDeathTest, UnlockByAPlainThreadOfAMutexAFiberHoldsAborts) {
+    EXPECT_EXIT(
+        {
+            weft::runtime rt(weft::runtime_options{.workers = 1});
+            weft::mutex m;
+            rt.block_on([&m] { m.lock(); });  // the fiber ends still holding it
+            m.unlock();
+        },
+        testing::KilledBySignal(SIGABRT), "by thread [0-9]+ .*which does not own it \\(owner: fiber/thread [0-9]+\\)");
+}
+
+TEST(MutexDeathTest, UnlockByAFiberOfAMutexAPlainThreadHoldsAborts) {
+    EXPECT_EXIT(
+        {
+            weft::runtime rt(weft::runtime_options{.workers = 1});
+            weft::recursive_timed_mutex m;
+            m.lock();
+            rt.block_on([&m] { m.unlock(); });
+        },
+        testing::KilledBySignal(SIGABRT), "by fiber [0-9]+ .*which does not own it \\(owner: fiber/thread [0-9]+\\)");
+}
+
+TEST(MutexDeathTest, RecursiveMutexUnlockedOnceTooOftenAborts) {
+    EXPECT_EXIT(
+        {
+            weft::recursive_mutex m;
+            m.lock();
+            m.lock();
+            m.unlock();
+            m.unlock();
+            m.unlock();
+        },
+        testing::KilledBySignal(SIGABRT), "which does not own it \\(owner: nobody");
+}
+
+// The control for the tests above: the same calls, done right, exit cleanly.
+TEST(MutexDeathTest, MatchedLocksAndUnlocksExitCleanly) {
+    EXPECT_EXIT(
+        {
+            weft::runtime rt(weft::runtime_options{.workers = 2});
+            weft::mutex m;
+            weft::recursive_mutex r;
+            rt.block_on([&] {
+                m.lock();
+                weft::spawn([&] {
+                    std::lock_guard g(r);
+                    std::lock_guard again(r);
+                }).join();
+                m.unlock();
+            });
+            std::thread([&] {
+                std::lock_guard g(m);
+            }).join();
+            rt.shutdown();
+            std::exit(0);
+        },
+        testing::ExitedWithCode(0), "");
+}
