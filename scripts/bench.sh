@@ -2,7 +2,7 @@
 # Builds weft (release) and runs its benchmark programs (benchmarks/*.cpp) side by side
 # with the Go and Boost.Fiber peers, then prints weft's ratio to each peer.
 #
-#   scripts/bench.sh                        # spawn_join, yield_pingpong, skynet, park_memory
+#   scripts/bench.sh                        # foundation, timer and sync workloads
 #   REPS=1 SCALE=10 scripts/bench.sh        # quick run: one rep, sizes divided by 10
 #   ONLY='^skynet ' scripts/bench.sh        # regex on "<bench> <impl> <workers>"
 #   PEERS_BUILD=/tmp/peers SKIP_BUILD=1 scripts/bench.sh   # reuse already built peers
@@ -23,7 +23,7 @@ cd "$ROOT"
 BUILD_DIR=${BUILD_DIR:-build}
 REPS=${REPS:-3}
 SCALE=${SCALE:-1}
-ONLY=${ONLY:-'^(spawn_join|yield_pingpong|skynet|park_memory) '}
+ONLY=${ONLY:-'^(spawn_join|yield_pingpong|skynet|park_memory|timer_churn|sleep_lateness|mutex_contention|mutex_uncontended|condvar_pingpong) '}
 FIBER_IMPLS=${FIBER_IMPLS:-"go boostfiber weft"}
 PEERS_DIR=${PEERS_DIR:-$(dirname "$ROOT")/shared/peers}
 
@@ -95,7 +95,8 @@ fi
 ninja -C "$BUILD_DIR"
 
 BENCH_BIN=$(cd "$BUILD_DIR/benchmarks" && pwd)
-for b in spawn_join yield_pingpong skynet park_memory; do
+for b in spawn_join yield_pingpong skynet park_memory timer_churn sleep_lateness mutex_uncontended mutex_contention \
+    condvar_pingpong; do
     [ -x "$BENCH_BIN/$b" ] || { echo "bench.sh: $BENCH_BIN/$b was not built (benchmarks disabled?)" >&2; exit 1; }
 done
 
@@ -134,6 +135,13 @@ skynet         1000000  1
 skynet         1000000  2
 park_memory    100000   1
 park_memory    100000   2
+timer_churn    1000000  1
+sleep_lateness 10000    2
+mutex_uncontended 100000000 1
+mutex_contention 10000000 1
+mutex_contention 10000000 2
+condvar_pingpong 1000000 1
+condvar_pingpong 1000000 2
 EOF
 }
 
@@ -143,6 +151,16 @@ if [ -f "$PEERS_DIR/run.sh" ]; then
     echo "# peers: $PEERS_DIR (built in $PEERS_BUILD); weft: $BENCH_BIN"
     IMPL_DIRS="weft=$BENCH_BIN${IMPL_DIRS:+ $IMPL_DIRS}" FIBER_IMPLS="$FIBER_IMPLS" ONLY="$ONLY" REPS="$REPS" \
         SCALE="$SCALE" PEERS_BUILD="$PEERS_BUILD" bash "$PEERS_DIR/run.sh" | tee "$OUT"
+    # The peers' table has mutex_uncontended for `thread` only (the std::mutex floor, in a
+    # single-threaded process, where glibc drops the lock prefix); weft's row runs here. Its
+    # std_ns= is std::mutex in weft's multi-threaded process: the like-for-like floor.
+    if echo "mutex_uncontended weft 1" | grep -Eq "$ONLY"; then
+        out=""
+        for ((r = 0; r < REPS; r++)); do
+            out+="$(timeout 600 "$BENCH_BIN/mutex_uncontended" $((100000000 / SCALE)) 1 </dev/null | grep '^RESULT')"$'\n'
+        done
+        printf %s "$out" | median "$REPS" | tee -a "$OUT"
+    fi
     have_peers=1
 else
     run_weft_alone | tee "$OUT"
