@@ -21,13 +21,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <iostream>
 #include <mutex>
 #include <random>
 #include <stop_token>
 #include <string>
-#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -38,47 +36,21 @@
 #include <weft/weft.hpp>
 
 #include "runtime_fixture.hpp"
+#include "sync_fixture.hpp"
 
 // RuntimeTest is instantiated over 1, 2 and 4 workers once for this
 // executable, in runtime_test.cpp.
 
 using namespace std::chrono_literals;
+using weft_test::count_parked;
 using weft_test::eventually;
+using weft_test::expect_system_error;
 using weft_test::scaled;
+using weft_test::try_lock_from_thread;
 using weft_test::yield_until;
 using clk = std::chrono::steady_clock;
 
 namespace {
-
-/// How many of `rt`'s fibers are parked with wait reason `why` right now.
-std::size_t count_parked(const weft::runtime& rt, std::string_view why) {
-    const std::string dump = rt.dump_json();
-    const std::string needle = "\"state\":\"parked\",\"wait_reason\":\"" + std::string(why) + "\"";
-    std::size_t n = 0;
-    for (auto at = dump.find(needle); at != std::string::npos; at = dump.find(needle, at + 1)) ++n;
-    return n;
-}
-
-/// Runs op() and expects std::system_error with `expected`.
-void expect_system_error(const std::function<void()>& op, std::errc expected) {
-    try {
-        op();
-        ADD_FAILURE() << "no exception; expected " << std::make_error_code(expected).message();
-    } catch (const std::system_error& e) {
-        EXPECT_EQ(e.code(), expected) << e.what();
-    }
-}
-
-/// try_lock() from a fresh plain thread: false while anyone else holds `m`.
-template <class M>
-bool try_lock_from_thread(M& m) {
-    bool got = false;
-    std::thread([&] {
-        got = m.try_lock();
-        if (got) m.unlock();
-    }).join();
-    return got;
-}
 
 /// Reads `v` under `m` (for polling state that waiters change under it).
 template <class M, class T>

@@ -27,62 +27,20 @@
 #include <weft/weft.hpp>
 
 #include "runtime_fixture.hpp"
+#include "sync_fixture.hpp"
 
 // RuntimeTest is instantiated over 1, 2 and 4 workers once for this
 // executable, in runtime_test.cpp.
 
 using namespace std::chrono_literals;
+using weft_test::all_shapes;
 using weft_test::eventually;
+using weft_test::name_of;
+using weft_test::run_on;
 using weft_test::scaled;
+using weft_test::shape;
+using weft_test::shutdown_promptly;
 
-namespace {
-
-/// Who runs a test's bodies: fibers of the test's runtime, plain threads, or both at once.
-enum class shape { fibers, threads, mixed };
-constexpr shape all_shapes[] = {shape::fibers, shape::threads, shape::mixed};
-
-const char* name_of(shape s) {
-    switch (s) {
-        case shape::fibers: return "fibers only";
-        case shape::threads: return "threads only";
-        case shape::mixed: return "fibers and threads";
-    }
-    return "?";
-}
-
-/// How many of [0, n) run on plain threads for shape `s` (the lowest indices).
-int thread_count(shape s, int n) { return s == shape::fibers ? 0 : s == shape::threads ? n : n / 2; }
-
-/// Runs body(i) for i in [0, n) at once: on fibers of `rt`, plain threads, or
-/// half and half; returns when all have returned.
-template <class Body>
-void run_on(weft::runtime& rt, shape s, int n, Body body) {
-    const int threads = thread_count(s, n);
-    std::vector<weft::join_handle<void>> fibers;
-    std::vector<std::thread> ts;
-    for (int i = threads; i < n; ++i) fibers.push_back(rt.spawn([&body, i] { body(i); }));
-    for (int i = 0; i < threads; ++i) ts.emplace_back([&body, i] { body(i); });
-    for (auto& h : fibers) h.join();
-    for (auto& t : ts) t.join();
-}
-
-/// Shuts `rt` down from a helper thread; fails and aborts if that takes over
-/// 10 s (a waiter that shutdown could not cancel).
-void shutdown_promptly(weft::runtime& rt) {
-    std::atomic<bool> returned{false};
-    std::thread stopper([&] {
-        rt.shutdown();
-        returned.store(true);
-    });
-    if (!eventually([&] { return returned.load(); }, 10s)) {
-        ADD_FAILURE() << "shutdown() did not return within 10 s; dump: " << rt.dump_json();
-        stopper.detach();
-        std::abort();
-    }
-    stopper.join();
-}
-
-}  // namespace
 
 static_assert(weft::latch::max() > 1'000'000'000);
 static_assert(!std::is_copy_constructible_v<weft::latch>);

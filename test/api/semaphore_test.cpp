@@ -25,42 +25,22 @@
 #include <weft/weft.hpp>
 
 #include "runtime_fixture.hpp"
+#include "sync_fixture.hpp"
 
 // RuntimeTest is instantiated over 1, 2 and 4 workers once for this
 // executable, in runtime_test.cpp.
 
 using namespace std::chrono_literals;
+using weft_test::all_shapes;
 using weft_test::eventually;
+using weft_test::name_of;
+using weft_test::run_on;
 using weft_test::scaled;
+using weft_test::shape;
+using weft_test::shutdown_promptly;
 using clk = std::chrono::steady_clock;
 
 namespace {
-
-/// Who runs a test's bodies: fibers of the test's runtime, plain threads, or both at once.
-enum class shape { fibers, threads, mixed };
-constexpr shape all_shapes[] = {shape::fibers, shape::threads, shape::mixed};
-
-const char* name_of(shape s) {
-    switch (s) {
-        case shape::fibers: return "fibers only";
-        case shape::threads: return "threads only";
-        case shape::mixed: return "fibers and threads";
-    }
-    return "?";
-}
-
-/// Runs body(i) for i in [0, n) at once: on fibers of `rt`, plain threads, or
-/// half and half; returns when all have returned.
-template <class Body>
-void run_on(weft::runtime& rt, shape s, int n, Body body) {
-    const int threads = s == shape::fibers ? 0 : s == shape::threads ? n : n / 2;
-    std::vector<weft::join_handle<void>> fibers;
-    std::vector<std::thread> ts;
-    for (int i = threads; i < n; ++i) fibers.push_back(rt.spawn([&body, i] { body(i); }));
-    for (int i = 0; i < threads; ++i) ts.emplace_back([&body, i] { body(i); });
-    for (auto& h : fibers) h.join();
-    for (auto& t : ts) t.join();
-}
 
 /// How many callers are inside a section at once, and the most ever seen.
 struct occupancy {
@@ -75,23 +55,6 @@ struct occupancy {
     }
     void leave() { inside.fetch_sub(1); }
 };
-
-/// Shuts `rt` down from a helper thread; fails and aborts if that takes over
-/// 10 s (a waiter that shutdown could not cancel), so a bug fails the test
-/// instead of hanging the executable.
-void shutdown_promptly(weft::runtime& rt) {
-    std::atomic<bool> returned{false};
-    std::thread stopper([&] {
-        rt.shutdown();
-        returned.store(true);
-    });
-    if (!eventually([&] { return returned.load(); }, 10s)) {
-        ADD_FAILURE() << "shutdown() did not return within 10 s; dump: " << rt.dump_json();
-        stopper.detach();
-        std::abort();
-    }
-    stopper.join();
-}
 
 }  // namespace
 

@@ -25,47 +25,20 @@
 #include <weft/weft.hpp>
 
 #include "runtime_fixture.hpp"
+#include "sync_fixture.hpp"
 
 // RuntimeTest is instantiated over 1, 2 and 4 workers once for this
 // executable, in runtime_test.cpp.
 
 using namespace std::chrono_literals;
+using weft_test::all_shapes;
 using weft_test::eventually;
+using weft_test::name_of;
 using weft_test::scaled;
+using weft_test::shape;
+using weft_test::shutdown_promptly;
 using clk = std::chrono::steady_clock;
 
-namespace {
-
-/// Who runs a test's bodies: fibers of the test's runtime, plain threads, or both at once.
-enum class shape { fibers, threads, mixed };
-constexpr shape all_shapes[] = {shape::fibers, shape::threads, shape::mixed};
-
-const char* name_of(shape s) {
-    switch (s) {
-        case shape::fibers: return "fibers only";
-        case shape::threads: return "threads only";
-        case shape::mixed: return "fibers and threads";
-    }
-    return "?";
-}
-
-/// Shuts `rt` down from a helper thread; fails and aborts if that takes over
-/// 10 s (a waiter that shutdown could not cancel).
-void shutdown_promptly(weft::runtime& rt) {
-    std::atomic<bool> returned{false};
-    std::thread stopper([&] {
-        rt.shutdown();
-        returned.store(true);
-    });
-    if (!eventually([&] { return returned.load(); }, 10s)) {
-        ADD_FAILURE() << "shutdown() did not return within 10 s; dump: " << rt.dump_json();
-        stopper.detach();
-        std::abort();
-    }
-    stopper.join();
-}
-
-}  // namespace
 
 static_assert(!std::is_copy_constructible_v<weft::wait_group>);
 static_assert(std::is_nothrow_default_constructible_v<weft::wait_group>);
