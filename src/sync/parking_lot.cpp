@@ -1,7 +1,5 @@
 #include "sync/parking_lot.hpp"
 
-#include <new>
-
 #include "sync/wait_queue.hpp"
 #include "time/timer_queue.hpp"
 

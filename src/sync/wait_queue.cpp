@@ -113,18 +113,8 @@ void complete_unpark(waiter& w, bool stealable) noexcept {
 }
 
 bool unpark_waiter(waiter& w) noexcept {
-    if (!w.f) {
-        std::uint32_t expected = 0;
-        // acq_rel: release publishes the waker's writes to the sleeper; a failed CAS
-        // means the sleeper timed out first and leaves on its own (Q2, Q3).
-        if (!w.word.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed))
-            return false;
-        futex_wake(w.word, 1);
-        return true;
-    }
-    fiber* f = w.f;
-    if (!f->try_claim_current(wake_reason::notified)) return false;  // lost to the canceller or a timeout (Q2)
-    f->rt->schedule_woken(f);
+    if (!claim_waiter(w)) return false;  // lost to the canceller or a timeout (Q2)
+    complete_unpark(w);
     return true;
 }
 
