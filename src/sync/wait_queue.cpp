@@ -62,7 +62,8 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t d
                 futex_wait(w.word, v);
                 continue;
             }
-            const std::int64_t left = deadline_ns - now_ns();
+            const std::int64_t now = now_ns();
+            const std::int64_t left = deadline_ns <= now ? 0 : deadline_ns - now;  // no overflow for INT64_MIN
             if (left <= 0) {
                 std::uint32_t expected = 0;
                 // acq_rel: the same CAS the waker races; exactly one wins (header).

@@ -33,8 +33,8 @@ std::int64_t steady_now_ns() noexcept { return now_ns(); }
 void sleep_until_steady_ns(std::int64_t deadline_ns) {
     worker* wk = worker::current();
     if (!wk || !wk->running()) {  // a plain thread sleeps
-        const std::int64_t left = deadline_ns - now_ns();
-        if (left > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left));
+        const std::int64_t now = now_ns();
+        if (deadline_ns > now) std::this_thread::sleep_for(std::chrono::nanoseconds(deadline_ns - now));  // no overflow
         return;
     }
     if (deadline_ns <= now_ns()) {
