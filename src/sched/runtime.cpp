@@ -221,7 +221,7 @@ std::uint64_t runtime_impl::alive() const noexcept {
 }
 
 void runtime_impl::cancel(fiber* f) noexcept {
-    f->cancel_requested.store(true, std::memory_order_seq_cst);  // seq_cst: StoreLoad against the park hook (F3)
+    f->cancel_requested.store(true, std::memory_order_seq_cst);  // seq_cst: before the claim's CAS; a crossing park is swept again (F7)
     wake_cancelled(f);
 }
 
@@ -243,7 +243,7 @@ void runtime_impl::shutdown() {
     if (worker* w = worker::current(); w && &w->rt() == this)
         fatal("runtime::shutdown", "called from one of the runtime's own fibers (it would wait for itself)");
     accepting_.store(false, std::memory_order_seq_cst);  // seq_cst: R1 (StoreLoad with the in-flight load below)
-    cancelling_.store(true, std::memory_order_seq_cst);  // seq_cst: StoreLoad against the park hook (F4)
+    cancelling_.store(true, std::memory_order_seq_cst);  // seq_cst: seen by every later park check; crossings are swept (F7)
     while (outside_spawns_in_flight_.load(std::memory_order_seq_cst) != 0)  // seq_cst: R1
         std::this_thread::yield();
     // Wake the parked until nothing is alive: a fiber may park for the first

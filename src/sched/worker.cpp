@@ -447,9 +447,11 @@ __attribute__((noinline)) void worker::complete_other() noexcept {
             break;
         case action::park: {
             bump(n_parks);
-            // StoreLoad against the canceller (fiber.hpp F3): publish `parked` (seq_cst), then read the request.
+            // Publish `parked`, then look for a cancel request: a fast path only, a request
+            // that crosses the publish is caught by shutdown's next sweep (fiber.hpp F7).
             f->publish_parked(pending_gen_);
-            if (f->cancel_requested.load(std::memory_order_seq_cst) || rt_.cancelling(std::memory_order_seq_cst))
+            // relaxed: F7 (the sweep's claim is what guarantees the wake-up)
+            if (f->cancel_requested.load(std::memory_order_relaxed) || rt_.cancelling(std::memory_order_relaxed))
                 runtime_impl::wake_cancelled(f);
             if (pending_deadline_ != timer_queue::none) {
                 timers_.arm(pending_deadline_, f, pending_gen_);  // T1, T3
