@@ -4,6 +4,7 @@
 
 #include <weft/barrier.hpp>
 #include <weft/call_once.hpp>
+#include <weft/channel.hpp>
 #include <weft/condition_variable.hpp>
 #include <weft/config.hpp>
 #include <weft/error.hpp>
@@ -12,9 +13,11 @@
 #include <weft/latch.hpp>
 #include <weft/mutex.hpp>
 #include <weft/runtime.hpp>
+#include <weft/select.hpp>
 #include <weft/semaphore.hpp>
 #include <weft/shared_mutex.hpp>
 #include <weft/this_fiber.hpp>
 #include <weft/thread.hpp>
+#include <weft/ticker.hpp>
 #include <weft/timer.hpp>
 #include <weft/wait_group.hpp>
