@@ -2,7 +2,7 @@
 # Builds weft (release) and runs its benchmark programs (benchmarks/*.cpp) side by side
 # with the Go and Boost.Fiber peers, then prints weft's ratio to each peer.
 #
-#   scripts/bench.sh                        # foundation, timer and sync workloads
+#   scripts/bench.sh                        # foundation, timer, sync and channel workloads
 #   REPS=1 SCALE=10 scripts/bench.sh        # quick run: one rep, sizes divided by 10
 #   ONLY='^skynet ' scripts/bench.sh        # regex on "<bench> <impl> <workers>"
 #   PEERS_BUILD=/tmp/peers SKIP_BUILD=1 scripts/bench.sh   # reuse already built peers
@@ -13,6 +13,9 @@
 # ONLY). Without the peers, weft's programs run alone (median of REPS by ns_per_op).
 # Other knobs: BUILD_DIR (build), FIBER_IMPLS ("go boostfiber weft"), SKIP_BUILD (peers
 # only), NO_SETUP=1 (skip scripts/setup.sh).
+# select has no peer in $PEERS_DIR: its Go side is benchmarks/peers/go/select, built into
+# the peers' build dir when go is installed and run here next to weft's (with or without
+# the peers).
 # Every median RESULT line is saved in <builddir>/bench-results/<utc time>.txt (+ latest.txt);
 # the ratio table next to it as <utc time>.ratios.txt.
 set -euo pipefail
@@ -23,7 +26,7 @@ cd "$ROOT"
 BUILD_DIR=${BUILD_DIR:-build}
 REPS=${REPS:-3}
 SCALE=${SCALE:-1}
-ONLY=${ONLY:-'^(spawn_join|yield_pingpong|skynet|park_memory|timer_churn|sleep_lateness|mutex_contention|mutex_uncontended|condvar_pingpong) '}
+ONLY=${ONLY:-'^(spawn_join|yield_pingpong|skynet|park_memory|timer_churn|sleep_lateness|mutex_contention|mutex_uncontended|condvar_pingpong|chan_pingpong|chan_mpmc|select) '}
 FIBER_IMPLS=${FIBER_IMPLS:-"go boostfiber weft"}
 PEERS_DIR=${PEERS_DIR:-$(dirname "$ROOT")/shared/peers}
 
@@ -40,7 +43,15 @@ ratio_table() {
         if (impl ~ /^boostfiber/) impl = "boostfiber"
         if (impl != "weft" && impl != "go" && impl != "boostfiber" && impl != "thread") next
         if (kv["launch"] == "post") next
-        g = kv["name"] SUBSEP kv["workers"]
+        name = kv["name"]
+        # weft runs skynet in two forms: join (skynet.cpp) and chan (skynet_chan.cpp). The
+        # skynet of the peers is the channel form (Go) or futures (Boost): compare both with it.
+        if (name == "skynet" && kv["form"] == "chan") name = "skynet_chan"
+        record(name)
+        if (name == "skynet" && impl != "weft") record("skynet_chan")
+    }
+    function record(name,   g, k) {
+        g = name SUBSEP kv["workers"]
         if (!(g in seen)) { seen[g] = 1; order[++ng] = g }
         m["ns_per_op"] = 1; m["total_ms"] = 1; m["kib_per_task"] = 1
         for (k in m) if (k in kv) val[g, impl, k] = kv[k]
@@ -53,7 +64,7 @@ ratio_table() {
         for (j = 1; j <= ng; j++) {
             g = order[j]; split(g, gb, SUBSEP)
             nm = 1; metric[1] = "ns_per_op"
-            if (gb[1] == "skynet") metric[++nm] = "total_ms"
+            if (gb[1] ~ /^skynet/) metric[++nm] = "total_ms"
             if (gb[1] == "park_memory") metric[++nm] = "kib_per_task"
             for (q = 1; q <= nm; q++) {
                 k = metric[q]
@@ -96,7 +107,7 @@ ninja -C "$BUILD_DIR"
 
 BENCH_BIN=$(cd "$BUILD_DIR/benchmarks" && pwd)
 for b in spawn_join yield_pingpong skynet park_memory timer_churn sleep_lateness mutex_uncontended mutex_contention \
-    condvar_pingpong; do
+    condvar_pingpong chan_pingpong chan_mpmc select skynet_chan; do
     [ -x "$BENCH_BIN/$b" ] || { echo "bench.sh: $BENCH_BIN/$b was not built (benchmarks disabled?)" >&2; exit 1; }
 done
 
@@ -111,6 +122,43 @@ median() {
     awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^ns_per_op=/) { split($i, a, "="); print a[2], $0 } }' |
         sort -g | awk -v reps="$1" '{ v[NR] = $1; $1 = ""; l[NR] = substr($0, 2) }
             END { if (NR) printf "%s reps=%d ns_min=%s ns_max=%s\n", l[int((NR + 1) / 2)], NR, v[1], v[NR] }'
+}
+
+# run_median BIN N W: REPS runs of one program, the median line (or a FAILED line).
+run_median() {
+    local out="" r line
+    for ((r = 0; r < REPS; r++)); do
+        line=$(timeout 600 "$1" "$2" "$3" </dev/null | grep '^RESULT') || { echo "# FAILED: $*"; return; }
+        out+="$line"$'\n'
+    done
+    printf %s "$out" | median "$REPS"
+}
+
+# select: weft's program, and the Go one of benchmarks/peers/go/select (the peers have
+# none), built into $1 when go is installed and "go" is in FIBER_IMPLS.
+run_select() {
+    local w n=$((10000000 / SCALE)) go_bin=""
+    if echo "$FIBER_IMPLS" | grep -qw go && command -v go >/dev/null; then
+        [ -n "$(go env GOCACHE 2>/dev/null)" ] || export GOCACHE="$1/gocache"
+        if (cd benchmarks/peers/go/select && GOFLAGS=-mod=mod go build -trimpath -o "$1/go_select" .) >&2; then
+            go_bin=$1/go_select
+        else
+            echo "# BUILD FAILED: benchmarks/peers/go/select"
+        fi
+    fi
+    for w in 1 2; do
+        if echo "select weft $w" | grep -Eq "$ONLY"; then run_median "$BENCH_BIN/select" "$n" "$w"; fi
+        if [ -n "$go_bin" ] && echo "select go $w" | grep -Eq "$ONLY"; then run_median "$go_bin" "$n" "$w"; fi
+    done
+}
+
+# skynet, channel form (skynet_chan.cpp prints name=skynet form=chan): the peers' case
+# table finds only weft's join form, so it runs here; the table puts it beside the peers'.
+run_skynet_chan() {
+    local w
+    for w in 1 2; do
+        if echo "skynet weft $w" | grep -Eq "$ONLY"; then run_median "$BENCH_BIN/skynet_chan" $((1000000 / SCALE)) "$w"; fi
+    done
 }
 
 # weft alone: the same sizes as the peers' case table.
@@ -142,7 +190,14 @@ mutex_contention 10000000 1
 mutex_contention 10000000 2
 condvar_pingpong 1000000 1
 condvar_pingpong 1000000 2
+chan_pingpong  1000000  1
+chan_pingpong  1000000  2
+chan_mpmc      10000000 2
+chan_mpmc      10000000 1
 EOF
+    mkdir -p "$BUILD_DIR/peers"
+    run_select "$(cd "$BUILD_DIR/peers" && pwd)"
+    run_skynet_chan
 }
 
 if [ -f "$PEERS_DIR/run.sh" ]; then
@@ -161,6 +216,8 @@ if [ -f "$PEERS_DIR/run.sh" ]; then
         done
         printf %s "$out" | median "$REPS" | tee -a "$OUT"
     fi
+    run_select "$PEERS_BUILD" | tee -a "$OUT"
+    run_skynet_chan | tee -a "$OUT"
     have_peers=1
 else
     run_weft_alone | tee "$OUT"

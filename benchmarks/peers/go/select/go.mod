@@ -1,0 +1,3 @@
+module weftpeers/select
+
+go 1.19
