@@ -1,6 +1,6 @@
 /// @file
 /// Helpers shared by the synchronization tests in api/ (mutex, condition
-/// variable, semaphore, latch/barrier, wait_group, call_once): the "shape" of
+/// variable, semaphore, latch/barrier, wait_group, call_once, channels): the "shape" of
 /// a test (fibers, plain threads or both), running a body in a shape,
 /// shutting a runtime down with a bound, counting parked fibers from
 /// runtime::dump_json(), and small checks for std::system_error and try_lock
@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -99,5 +100,30 @@ bool try_lock_from_thread(M& m) {
     }).join();
     return got;
 }
+
+/// Runs f on a fiber of rt or on a plain thread; join() (or the destructor)
+/// waits for it, so a failed EXPECT never leaves it running.
+class runner {
+public:
+    template <class F>
+    runner(weft::runtime& rt, bool on_fiber, F f) {
+        if (on_fiber) fiber_.emplace(rt.spawn(std::move(f)));
+        else thread_ = std::thread(std::move(f));
+    }
+    runner(const runner&) = delete;
+    runner& operator=(const runner&) = delete;
+    ~runner() { join(); }
+    void join() {
+        if (fiber_) {
+            fiber_->join();
+            fiber_.reset();
+        }
+        if (thread_.joinable()) thread_.join();
+    }
+
+private:
+    std::optional<weft::join_handle<void>> fiber_;
+    std::thread thread_;
+};
 
 }  // namespace weft_test

@@ -156,10 +156,13 @@ void chan_release(chan* c) noexcept {
     delete c;
 }
 
-channel_op_status chan_send(chan* c, void* v, bool try_only, std::int64_t deadline_ns) {
+namespace {
+
+/// chan_send and chan_recv: try now (C1), else queue a chan waiter and park.
+inline channel_op_status send_or_recv(chan* c, void* elem, bool is_send, bool try_only, std::int64_t deadline_ns) {
     c->lock.lock();
     waiter* wake;
-    switch (send_locked(c, v, &wake)) {
+    switch (is_send ? send_locked(c, elem, &wake) : recv_locked(c, elem, &wake)) {
         case attempt::done:
             c->lock.unlock();
             if (wake) complete_unpark(*wake);
@@ -167,7 +170,7 @@ channel_op_status chan_send(chan* c, void* v, bool try_only, std::int64_t deadli
         case attempt::closed:
             c->lock.unlock();
             return channel_op_status::closed;
-        case attempt::no_memory:
+        case attempt::no_memory:  // only a send to an unbounded channel allocates
             c->lock.unlock();
             throw std::bad_alloc();
         case attempt::would_block:
@@ -175,55 +178,32 @@ channel_op_status chan_send(chan* c, void* v, bool try_only, std::int64_t deadli
     }
     if (try_only) {
         c->lock.unlock();
-        return channel_op_status::full;
+        return is_send ? channel_op_status::full : channel_op_status::empty;
     }
+    chan_queue& q = is_send ? c->sendq : c->recvq;
     waiter me = make_waiter();
     chan_waiter cw;
     cw.w = &me;
-    cw.elem = v;
-    c->sendq.push_back(cw);
-    const wake_reason r = park_waiter(me, c->lock, "chan send", deadline_ns);
+    cw.elem = elem;
+    q.push_back(cw);
+    const wake_reason r = park_waiter(me, c->lock, is_send ? "chan send" : "chan recv", deadline_ns);
     if (r == wake_reason::notified)  // our claimer unlinked cw (C3, C4)
         return (me.token & 1) ? channel_op_status::closed : channel_op_status::success;
     c->lock.lock();
-    if (cw.linked) c->sendq.remove(cw);  // C3
+    if (cw.linked) q.remove(cw);  // C3
     c->lock.unlock();
     if (r == wake_reason::cancelled) throw_cancelled();
     return channel_op_status::timeout;
 }
 
+}  // namespace
+
+channel_op_status chan_send(chan* c, void* v, bool try_only, std::int64_t deadline_ns) {
+    return send_or_recv(c, v, true, try_only, deadline_ns);
+}
+
 channel_op_status chan_recv(chan* c, void* out, bool try_only, std::int64_t deadline_ns) {
-    c->lock.lock();
-    waiter* wake;
-    switch (recv_locked(c, out, &wake)) {
-        case attempt::done:
-            c->lock.unlock();
-            if (wake) complete_unpark(*wake);
-            return channel_op_status::success;
-        case attempt::closed:
-            c->lock.unlock();
-            return channel_op_status::closed;
-        case attempt::no_memory:  // recv never allocates
-        case attempt::would_block:
-            break;
-    }
-    if (try_only) {
-        c->lock.unlock();
-        return channel_op_status::empty;
-    }
-    waiter me = make_waiter();
-    chan_waiter cw;
-    cw.w = &me;
-    cw.elem = out;
-    c->recvq.push_back(cw);
-    const wake_reason r = park_waiter(me, c->lock, "chan recv", deadline_ns);
-    if (r == wake_reason::notified)
-        return (me.token & 1) ? channel_op_status::closed : channel_op_status::success;
-    c->lock.lock();
-    if (cw.linked) c->recvq.remove(cw);  // C3
-    c->lock.unlock();
-    if (r == wake_reason::cancelled) throw_cancelled();
-    return channel_op_status::timeout;
+    return send_or_recv(c, out, false, try_only, deadline_ns);
 }
 
 bool chan_close(chan* c) noexcept {

@@ -50,6 +50,7 @@
 #include <pthread.h>
 
 #include "time/timer_queue.hpp"
+#include "util/min_heap.hpp"
 #include "util/futex.hpp"
 #include "util/spinlock.hpp"
 
@@ -117,41 +118,8 @@ private:
         tick_timer* t;
         std::uint64_t gen;
     };
-    static constexpr std::size_t arity = 4;
-
-    void push_locked(const entry& e) {
-        heap_.push_back(e);
-        std::size_t i = heap_.size() - 1;
-        while (i > 0) {
-            const std::size_t parent = (i - 1) / arity;
-            if (heap_[parent].when <= e.when) break;
-            heap_[i] = heap_[parent];
-            i = parent;
-        }
-        heap_[i] = e;
-    }
-
-    entry pop_locked() noexcept {
-        const entry top = heap_.front();
-        const entry last = heap_.back();
-        heap_.pop_back();
-        const std::size_t n = heap_.size();
-        if (n > 0) {
-            std::size_t i = 0;
-            for (;;) {
-                const std::size_t first = i * arity + 1;
-                if (first >= n) break;
-                std::size_t best = first;
-                for (std::size_t c = first + 1; c < std::min(first + arity, n); ++c)
-                    if (heap_[c].when < heap_[best].when) best = c;
-                if (heap_[best].when >= last.when) break;
-                heap_[i] = heap_[best];
-                i = best;
-            }
-            heap_[i] = last;
-        }
-        return top;
-    }
+    void push_locked(const entry& e) { heap_push(heap_, e); }
+    entry pop_locked() noexcept { return heap_pop(heap_); }
 
     tick_service() { std::thread([this] { run(); }).detach(); }
 

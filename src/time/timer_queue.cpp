@@ -5,6 +5,7 @@
 
 #include "sched/fiber.hpp"
 #include "sched/runtime_impl.hpp"
+#include "util/min_heap.hpp"
 
 namespace weft::detail {
 
@@ -12,10 +13,6 @@ std::int64_t now_ns() noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
-
-namespace {
-constexpr std::size_t arity = 4;
-}  // namespace
 
 timer_queue::~timer_queue() {
     for (auto& e : heap_) e.f->unpin();  // T1
@@ -25,39 +22,9 @@ void timer_queue::publish_locked() noexcept {
     earliest_.store(heap_.empty() ? none : heap_.front().when, std::memory_order_seq_cst);  // seq_cst: T4
 }
 
-void timer_queue::push_locked(const entry& e) {
-    heap_.push_back(e);
-    std::size_t i = heap_.size() - 1;
-    while (i > 0) {
-        std::size_t parent = (i - 1) / arity;
-        if (heap_[parent].when <= e.when) break;
-        heap_[i] = heap_[parent];
-        i = parent;
-    }
-    heap_[i] = e;
-}
+void timer_queue::push_locked(const entry& e) { heap_push(heap_, e); }
 
-timer_queue::entry timer_queue::pop_locked() noexcept {
-    entry top = heap_.front();
-    entry last = heap_.back();
-    heap_.pop_back();
-    const std::size_t n = heap_.size();
-    if (n > 0) {
-        std::size_t i = 0;
-        for (;;) {
-            std::size_t first = i * arity + 1;
-            if (first >= n) break;
-            std::size_t best = first;
-            for (std::size_t c = first + 1; c < std::min(first + arity, n); ++c)
-                if (heap_[c].when < heap_[best].when) best = c;
-            if (heap_[best].when >= last.when) break;
-            heap_[i] = heap_[best];
-            i = best;
-        }
-        heap_[i] = last;
-    }
-    return top;
-}
+timer_queue::entry timer_queue::pop_locked() noexcept { return heap_pop(heap_); }
 
 void timer_queue::compact_locked() noexcept {
     // Drop stale entries (their park ended: T3) and rebuild. Amortised O(1) per

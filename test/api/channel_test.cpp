@@ -67,30 +67,7 @@ bool wait_parked(const weft::runtime& rt, const char* why, std::size_t n) {
     return eventually([&] { return count_parked(rt, why) >= n; });
 }
 
-/// Runs f on a fiber of rt or on a plain thread; join() (or the destructor)
-/// waits for it, so a failed EXPECT never leaves it running.
-class runner {
-public:
-    template <class F>
-    runner(weft::runtime& rt, bool on_fiber, F f) {
-        if (on_fiber) fiber_.emplace(rt.spawn(std::move(f)));
-        else thread_ = std::thread(std::move(f));
-    }
-    runner(const runner&) = delete;
-    runner& operator=(const runner&) = delete;
-    ~runner() { join(); }
-    void join() {
-        if (fiber_) {
-            fiber_->join();
-            fiber_.reset();
-        }
-        if (thread_.joinable()) thread_.join();
-    }
-
-private:
-    std::optional<weft::join_handle<void>> fiber_;
-    std::thread thread_;
-};
+using weft_test::runner;
 
 /// Who runs the two sides of a test: the first (usually the sender) and the second.
 struct pair_kind {

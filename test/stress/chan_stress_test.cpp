@@ -25,6 +25,7 @@
 #include <weft/weft.hpp>
 
 #include "runtime_fixture.hpp"
+#include "sync_fixture.hpp"
 
 // RuntimeTest is instantiated over 1, 2 and 4 workers once for this
 // executable, in spawn_storm_test.cpp.
@@ -69,29 +70,7 @@ bool on_fiber(placement p, int i, bool producer) {
     return (i % 2 == 0) == producer;
 }
 
-/// Runs f on a fiber of rt or a plain thread; join() waits for it.
-class runner {
-public:
-    template <class F>
-    runner(weft::runtime& rt, bool fiber, F f) {
-        if (fiber) fiber_.emplace(rt.spawn(std::move(f)));
-        else thread_ = std::thread(std::move(f));
-    }
-    runner(const runner&) = delete;
-    runner& operator=(const runner&) = delete;
-    ~runner() { join(); }
-    void join() {
-        if (fiber_) {
-            fiber_->join();
-            fiber_.reset();
-        }
-        if (thread_.joinable()) thread_.join();
-    }
-
-private:
-    std::optional<weft::join_handle<void>> fiber_;
-    std::thread thread_;
-};
+using weft_test::runner;
 
 constexpr std::uint64_t value_of(int producer, int seq) {
     return (static_cast<std::uint64_t>(producer) << 32) | static_cast<std::uint32_t>(seq);
