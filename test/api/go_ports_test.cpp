@@ -445,9 +445,9 @@ TEST_P(RuntimeTest, GoPortTimeoutSlowProducer) {
             clk::time_point fired{};
             const auto t0 = clk::now();
             const std::size_t i =
-                form == 0 ? weft::select(weft::on_recv(c1, [&](std::optional<std::string> v) { got = *v; }),
+                form == 0 ? weft::select(weft::on_recv(c1, [&](std::optional<std::string> v) { got = v.value(); }),
                                          weft::on_timeout(50ms))
-                          : weft::select(weft::on_recv(c1, [&](std::optional<std::string> v) { got = *v; }),
+                          : weft::select(weft::on_recv(c1, [&](std::optional<std::string> v) { got = v.value(); }),
                                          weft::on_recv(weft::after(50ms),
                                                        [&](std::optional<clk::time_point> t) { fired = t.value(); }));
             const auto elapsed = clk::now() - t0;
