@@ -26,8 +26,9 @@
 ///  - Blocking calls may suspend: a fiber parks (its worker runs other
 ///    fibers), a plain thread sleeps on a futex; fibers and threads may share
 ///    a channel freely. They are cancellation points: on a fiber cancelled by
-///    runtime::shutdown() they throw weft::operation_cancelled, and nothing
-///    was sent or received by that call.
+///    runtime::shutdown() a call that would wait throws
+///    weft::operation_cancelled, and nothing was sent or received by it (a
+///    call that can complete at once still does).
 ///  - Non-blocking calls (try_send, try_recv, close, is_closed, size,
 ///    capacity) never suspend. Every member is thread-safe. As in Go, a
 ///    try_send loop and a try_recv loop on a rendezvous channel never meet:
@@ -178,7 +179,8 @@ public:
     /// Two handles are equal when they refer to the same channel.
     friend bool operator==(const channel& a, const channel& b) noexcept { return a.c_ == b.c_; }
 
-    /// `for (T v : ch)` receives until the channel is closed and drained.
+    /// `for (T v : ch)` receives until the channel is closed and drained
+    /// (`for (auto& v : ch)` for a move-only T: the element is yours to move).
     class iterator {
     public:
         using iterator_category = std::input_iterator_tag;

@@ -26,6 +26,10 @@
 ///  - on_send(ch, std::move(v)) moves from v only if that case is chosen, so a
 ///    move-only value is never lost; on_send(ch, v) with an lvalue sends a copy.
 ///  - A case on a moved-from channel handle is never ready (Go's nil channel).
+///  - Build the cases inside the select(...) call, as above: a case refers
+///    to its channel and to an rvalue it sends without owning them, so a case
+///    object kept in a variable may outlive them (`auto c = on_recv(after(1s))`
+///    would leave it pointing at a channel that is gone).
 ///  - May suspend (unless a default is given, or a case is ready). A
 ///    cancellation point: on a cancelled fiber it throws operation_cancelled
 ///    and no case ran. Callable from fibers and plain threads.

@@ -25,13 +25,14 @@ namespace detail {
 struct tick_timer;
 /// Sends steady_clock::now() on c (try_send: dropped if full) at deadline_ns,
 /// then every period_ns (> 0) while period_ns != 0. Retains c until stopped or
-/// fired for the last time. Throws std::bad_alloc.
+/// fired for the last time. Throws std::bad_alloc, or std::system_error if
+/// the timer thread cannot be started.
 WEFT_API tick_timer* tick_timer_start(chan* c, std::int64_t deadline_ns, std::int64_t period_ns);
 /// No tick is sent after this returns (one in the channel stays there). Idempotent.
 WEFT_API void tick_timer_stop(tick_timer* t) noexcept;
 /// Drops the caller's reference; a pending timer still fires (after() relies on it).
 WEFT_API void tick_timer_release(tick_timer* t) noexcept;
-/// Stops, then fires every period_ns from now on.
+/// Stops, then fires every period_ns from now on (stays stopped if memory runs out).
 WEFT_API void tick_timer_reset(tick_timer* t, std::int64_t period_ns) noexcept;
 }  // namespace detail
 
@@ -40,7 +41,8 @@ WEFT_API void tick_timer_reset(tick_timer* t, std::int64_t period_ns) noexcept;
 /// (one slot) alive until it fires, even if every handle is gone, as Go's
 /// time.After did before Go 1.23: prefer a ticker or on_timeout for long
 /// durations created in a loop. Never suspends; callable from anywhere.
-/// Throws std::bad_alloc.
+/// Throws std::bad_alloc, or std::system_error if the process-wide timer
+/// thread cannot be started.
 template <class Rep, class Period>
 channel<std::chrono::steady_clock::time_point> after(const std::chrono::duration<Rep, Period>& d) {
     channel<std::chrono::steady_clock::time_point> ch(1);
@@ -77,7 +79,8 @@ public:
     void stop() noexcept;
 
     /// Ticks every `d` from now on (also after stop()). A non-positive `d`
-    /// throws std::invalid_argument.
+    /// throws std::invalid_argument. Should memory run out for the timer
+    /// heap, the ticker stays stopped.
     template <class Rep, class Period>
     void reset(const std::chrono::duration<Rep, Period>& d) {
         reset_ns(detail::saturating_ns(d));

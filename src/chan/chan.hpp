@@ -44,7 +44,9 @@
 //     reading the lock list from the parked caller's frame. The caller may be
 //     resumed elsewhere as soon as the first lock is free, but it cannot
 //     return before it re-took the last one (C4), so the list outlives the
-//     hook's last read.
+//     hook's last read. Hence the unlinking step must take every lock, in the
+//     same order, unconditionally (no try_lock, no skipping a lock because
+//     nothing is linked under it); it may sleep on a lock's futex, never park.
 //  C6 Lock order: several channel locks are only ever taken together by a
 //     select, in ascending address order, once per distinct channel; every
 //     other path holds at most one channel lock (and no other lock inside it

@@ -13,6 +13,7 @@
 #include <weft/detail/park.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -100,7 +101,7 @@ select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadli
     scratch<std::uint32_t, 16> order(n);
     for (std::size_t i = 0; i < n; ++i) {
         const std::size_t j = below(i + 1);
-        order[i] = order[j];
+        if (j != i) order[i] = order[j];
         order[j] = static_cast<std::uint32_t>(i);
     }
     // Lock order: the distinct channels by address (C6).
@@ -108,13 +109,14 @@ select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadli
     std::size_t nchans = 0;
     for (std::size_t i = 0; i < n; ++i)
         if (cases[i].ch) chans[nchans++] = cases[i].ch;
-    std::sort(chans.data(), chans.data() + nchans);
+    std::sort(chans.data(), chans.data() + nchans, std::less<>());  // a total order on pointers
     nchans = static_cast<std::size_t>(std::unique(chans.data(), chans.data() + nchans) - chans.data());
     if (nchans == 0) {
         if (has_default) return {n, false};
         return wait_forever(n, deadline_ns);
     }
     lock_set ls{chans.data(), nchans};
+    scratch<chan_waiter, 16> cws(n);  // allocated (beyond 16 cases) before any lock is held
 
     // (2) A first pass one lock at a time: when some case is ready (the
     // common case under load, and every select with a default that finds
@@ -153,7 +155,6 @@ select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadli
     }
     // (4)
     waiter me = make_waiter();
-    scratch<chan_waiter, 16> cws(n);
     for (std::size_t k = 0; k < n; ++k) {
         const std::size_t i = order[k];
         select_case& sc = cases[i];

@@ -101,6 +101,7 @@ public:
         if (++stale_ <= 64 || stale_ * 2 <= heap_.size()) return;
         std::vector<entry> live;
         live.reserve(heap_.size() - stale_);
+        dead.reserve(dead.size() + stale_);  // both before the loop: a throw changes nothing (K2)
         for (const entry& e : heap_) {
             if (e.gen == e.t->gen) live.push_back(e);
             else dead.push_back(e.t);
@@ -174,10 +175,10 @@ private:
 }  // namespace
 
 tick_timer* tick_timer_start(chan* c, std::int64_t deadline_ns, std::int64_t period_ns) {
+    tick_service& s = tick_service::get();  // first: it may throw (the thread's creation)
     auto* t = new tick_timer;
     chan_retain(c);
     t->ch = c;
-    tick_service& s = tick_service::get();
     s.lock_.lock();
     t->period_ns = period_ns;
     try {

@@ -90,8 +90,8 @@ struct select_outcome {
 /// Runs one of the ready cases, chosen uniformly at random; if none is ready,
 /// returns {n, false} at once when `has_default`, else parks on every channel
 /// until one case can run or `deadline_ns` passes ({n, false}). May suspend.
-/// Throws operation_cancelled on a cancelled fiber, std::bad_alloc with more
-/// than 16 distinct channels when memory runs out.
+/// Throws operation_cancelled on a cancelled fiber that would wait, and
+/// std::bad_alloc with more than 16 cases when memory runs out.
 WEFT_API select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadline_ns, bool has_default);
 
 }  // namespace detail
