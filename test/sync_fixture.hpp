@@ -126,4 +126,15 @@ private:
     std::thread thread_;
 };
 
+/// A kind of channel (rendezvous, bounded(n) or unbounded), named for SCOPED_TRACE.
+struct channel_kind {
+    const char* name;
+    bool unbounded;
+    std::size_t capacity;
+    template <class T>
+    weft::channel<T> make() const {
+        return unbounded ? weft::channel<T>::unbounded() : weft::channel<T>(capacity);
+    }
+};
+
 }  // namespace weft_test

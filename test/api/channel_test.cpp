@@ -113,16 +113,7 @@ void run_producers_consumers(weft::runtime& rt, const layout& l, const channel<T
     ch.close();
 }
 
-/// The three kinds, by name, for SCOPED_TRACE.
-struct kind {
-    const char* name;
-    bool unbounded;
-    std::size_t capacity;
-    template <class T>
-    channel<T> make() const {
-        return unbounded ? channel<T>::unbounded() : channel<T>(capacity);
-    }
-};
+using kind = weft_test::channel_kind;
 constexpr kind all_kinds[] = {
     {"rendezvous", false, 0},
     {"bounded(1)", false, 1},

@@ -37,15 +37,7 @@ using weft_test::scaled;
 
 namespace {
 
-struct kind {
-    const char* name;
-    bool unbounded;
-    std::size_t capacity;
-    template <class T>
-    channel<T> make() const {
-        return unbounded ? channel<T>::unbounded() : channel<T>(capacity);
-    }
-};
+using kind = weft_test::channel_kind;
 constexpr kind all_kinds[] = {
     {"rendezvous", false, 0},
     {"bounded(1)", false, 1},
