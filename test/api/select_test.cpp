@@ -745,12 +745,10 @@ TEST_P(RuntimeTest, SelectWithAHugelyNegativeTimeoutTimesOutAtOnce) {
     // duration::min() is a past deadline like any other, on a fiber and on a
     // plain thread.
     //
-    // KNOWN FAILURE (plain threads only): on_timeout(nanoseconds::min())
-    // gives the deadline now + INT64_MIN; park_waiter's thread branch
-    // (src/sync/wait_queue.cpp:65, `left = deadline_ns - now_ns()`) overflows
-    // to a huge positive wait and the thread sleeps for centuries. The fiber
-    // branch compares `deadline_ns <= now_ns()` and is fine. Same root cause
-    // as channel_test.cpp's ChannelHugelyNegativeDeadlineTimesOutAtOnce.
+    // Regression test: on_timeout(nanoseconds::min()) gives the deadline
+    // now + INT64_MIN, which park_waiter's thread branch once turned into an
+    // overflowed, near-endless wait (fixed in b1ed000; the same root cause
+    // as channel_test.cpp's ChannelHugelyNegativeDeadlineTimesOutAtOnce).
     rt.block_on([] {
         EXPECT_EQ(select_with_guarded_timeout(std::chrono::nanoseconds::min()), 2u) << "on a fiber";
     });
