@@ -127,7 +127,6 @@ chan* chan_create(std::size_t capacity, bool unbounded, const elem_ops* ops) {
     c->ops = ops;
     c->stride = stride;
     c->unbounded = unbounded;
-    c->cap = unbounded ? std::numeric_limits<std::size_t>::max() : capacity;
     if (!unbounded && capacity > 0) {
         try {
             c->buf = static_cast<unsigned char*>(::operator new(capacity * stride, std::align_val_t(ops->align)));
@@ -246,6 +245,9 @@ std::size_t chan_size(const chan* c) noexcept {
     return n;
 }
 
-std::size_t chan_capacity(const chan* c) noexcept { return c->cap; }
+std::size_t chan_capacity(const chan* c) noexcept {
+    // No lock: a bounded channel's slots never change after chan_create.
+    return c->unbounded ? std::numeric_limits<std::size_t>::max() : c->slots;
+}
 
 }  // namespace weft::detail

@@ -1,6 +1,6 @@
 // Channels and select: Go's hchan and selectgo, on weft's waiters.
 //
-// Vocabulary. A channel has one lock, a ring buffer of `cap` slots (none for
+// Vocabulary. A channel has one lock, a ring buffer of `slots` slots (none for
 // a rendezvous channel; it doubles for an unbounded one), a closed flag and
 // two FIFO queues of *chan waiters* (Go's sudog): parked senders, each with a
 // pointer to the value it sends, and parked receivers, each with raw storage
@@ -121,12 +121,11 @@ struct chan {
     alignas(64) std::atomic<std::uint32_t> refs{1};
     const elem_ops* ops;
     std::size_t stride;     // slot size: ops->size rounded up to ops->align
-    std::size_t cap;        // the capacity promised (SIZE_MAX: unbounded)
     bool unbounded;
     // Guarded by lock:
     bool closed = false;
     unsigned char* buf = nullptr;
-    std::size_t slots = 0;  // allocated slots (== cap when bounded)
+    std::size_t slots = 0;  // allocated slots: the capacity, fixed, when bounded; grows when unbounded
     std::size_t head = 0;
     std::size_t count = 0;
     chan_queue sendq;
