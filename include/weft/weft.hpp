@@ -10,6 +10,7 @@
 #include <weft/error.hpp>
 #include <weft/fiber_id.hpp>
 #include <weft/future.hpp>
+#include <weft/io.hpp>
 #include <weft/latch.hpp>
 #include <weft/mutex.hpp>
 #include <weft/runtime.hpp>

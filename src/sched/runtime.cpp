@@ -167,7 +167,11 @@ void runtime_impl::schedule_woken(fiber* f, bool stealable) noexcept {
         if (stealable) w->push_woken(f);
         else w->schedule_woken(f);
     } else {
+        // R6: the woken fiber may finish and the runtime be shut down while
+        // post() still touches the injector and the idle set.
+        outside_wakes_in_flight_.fetch_add(1, std::memory_order_relaxed);  // relaxed: sequenced before the push that publishes f
         post(f);
+        outside_wakes_in_flight_.fetch_sub(1, std::memory_order_release);  // release: our last touch of *this (R6)
     }
 }
 
@@ -257,6 +261,10 @@ void runtime_impl::shutdown() {
     idle.wake_all();
     for (auto& w : workers) w->wake_thread();
     for (auto& w : workers) w->join();
+    // R6. The increment preceded the push of a fiber that has since finished (alive() == 0),
+    // so a waker still inside post() is counted here.
+    while (outside_wakes_in_flight_.load(std::memory_order_acquire) != 0)  // acquire: pairs with the release above
+        std::this_thread::yield();
     monitor_.reset();
     WEFT_CHECK(!injector_maybe_nonempty());
     shut_down_ = true;

@@ -32,6 +32,14 @@
 //  R4 An injector element is a chain of fibers linked by fiber::next_run, so
 //     a deque overflow of 128 fibers costs one queue operation (Go and Tokio
 //     batch their overflow the same way, under a lock).
+//  R6 A fiber woken from outside the runtime's workers (a plain thread, the
+//     timer thread, the blocking pool, another runtime) is posted inside an
+//     outside_wakes_in_flight_ bracket, and shutdown() waits for it to reach
+//     zero after the last fiber finished: the waker's post() (injector push,
+//     then the idle set's notify) may otherwise run on freed memory when the
+//     woken fiber ends and the runtime is destroyed at once. The increment
+//     happens before the push that makes the fiber runnable, so it is visible
+//     to a shutdown that saw that fiber finish.
 //
 // Memory orders: accepting_ release/acquire (a spawn that saw true happens
 // before the sweep that may miss it, R1's retry covers it); registry counts are
@@ -54,6 +62,7 @@
 
 #include <weft/runtime.hpp>
 
+#include "io/reactor.hpp"
 #include "sched/fiber.hpp"
 #include "sched/idle.hpp"
 #include "sched/worker.hpp"
@@ -112,6 +121,7 @@ public:
     bool stopping() const noexcept { return stop_.load(std::memory_order_acquire); }  // acquire: pairs with shutdown()
 
     std::atomic<std::int64_t> stacks_mapped{0};  // stats; declared before the workers that use it
+    reactor io;  // declared before the workers: it outlives them (their polls)
     std::vector<std::unique_ptr<worker>> workers;
     idle_set idle;
 
@@ -132,6 +142,7 @@ private:
     std::atomic<bool> cancelling_{false};        // R1, F4
     std::atomic<bool> stop_{false};
     std::atomic<std::int64_t> outside_spawns_in_flight_{0};  // R1
+    std::atomic<std::int64_t> outside_wakes_in_flight_{0};   // R6
     std::atomic<std::uint64_t> spawned_outside_{0};          // R2 (spawns from outside any worker)
     std::unique_ptr<stall_monitor> monitor_;  // null when stall_warning < 0
     std::mutex shutdown_mu_;

@@ -46,6 +46,14 @@
 //     it, every fairness tick and whenever some worker sleeps; so a yielding
 //     fiber is stealable within one tick interval, and a worker with a
 //     non-empty ring never sleeps.
+//  W7 I/O (io/reactor.hpp E4, E5): a worker that finds nothing to run polls
+//     the reactor without blocking before it spins; a busy worker polls it
+//     every fairness tick once `io_poll_interval_ns` has passed since its last
+//     poll (Go's sysmon does this every 10 ms), so ready descriptors are not
+//     starved by CPU-bound fibers; a sleeping worker blocks in epoll_wait
+//     instead of on its futex if no other worker does (at most one). While
+//     descriptors are registered, idle workers do not spin (spin()): the
+//     kernel wakes the poller, and spinning takes CPU from the network stack.
 //  W4 A fiber that never started gets its stack when first picked; one that
 //     was cancelled before that starts anyway but skips its task (so its
 //     callable dies on its own stack). Nothing is finished in the middle of a
@@ -98,6 +106,7 @@ public:
     static constexpr std::uint32_t fairness_interval = 61;  // prime, as Go's schedtick % 61
     static constexpr std::uint32_t lifo_max_streak = 16;
     static constexpr int spin_micros = 50;  // a searching worker looks this long before sleeping
+    static constexpr std::int64_t io_poll_interval_ns = 200'000;  // W7
 
     worker(runtime_impl& rt, unsigned index, std::size_t deque_capacity);
     worker(const worker&) = delete;
@@ -181,6 +190,9 @@ private:
     void stop_searching() noexcept;
     fiber* spin() noexcept;
     void sleep() noexcept;
+    fiber* poll_io() noexcept;
+    enum class epoll_sleep : std::uint8_t { not_used, returned, got_work };
+    epoll_sleep sleep_in_epoll(std::int64_t timeout_ns) noexcept;
     void push_local(fiber* f) noexcept;
     void resume_from_scheduler(fiber* f) noexcept;
     worker* switch_away(fiber* self, fiber* next, action a, bool exiting = false) noexcept;
@@ -228,6 +240,8 @@ private:
 
     timer_queue timers_;
     std::atomic<std::int64_t> sleep_deadline_{timer_queue::none};  // T4: while asleep, when we will wake
+    std::atomic<bool> in_epoll_{false};  // E4 (io/reactor.hpp): blocked in epoll_wait, not on sleep_word
+    std::int64_t last_poll_ns_ = 0;      // W7: when this worker last polled the reactor
 
     std::vector<fiber*> unstartable_;  // W4: no stack could be mapped; finished by the scheduler loop
     std::thread thread_;

@@ -1,0 +1,348 @@
+// The epoll reactor and the poll-descriptor table; invariants E1-E5 in
+// io/reactor.hpp.
+#include "io/reactor.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <new>
+#include <system_error>
+
+#include <weft/detail/park.hpp>
+#include <weft/error.hpp>
+#include <weft/io.hpp>
+
+#include "sched/fiber.hpp"
+#include "sched/runtime_impl.hpp"
+#include "sched/worker.hpp"
+#include "sync/wait_queue.hpp"
+#include "util/spinlock.hpp"
+
+namespace weft::detail {
+
+namespace {
+
+constexpr std::uint64_t interrupt_tag = ~std::uint64_t{0};  // data of the eventfd (no fd has gen ~0 and fd -1)
+constexpr std::uintptr_t closed_token = 1;                  // io_close woke the waiter
+
+struct alignas(64) poll_desc {
+    spinlock lk;
+    waiter_list rq, wq;          // fibers waiting to read / write; guarded by lk
+    bool rready = false;         // E2: an edge found no reader; guarded by lk
+    bool wready = false;
+    reactor* owner = nullptr;    // owned registration (E2); guarded by lk
+    int oneshot_ep = -1;         // the epoll set a one-shot arm went to last (E3); guarded by lk
+    std::atomic<std::uint32_t> gen{0};  // E1: written under lk; read by thread waiters
+};
+
+// E1's table: fd -> poll_desc, in chunks installed once and never freed.
+constexpr int chunk_bits = 10;
+constexpr int chunk_size = 1 << chunk_bits;
+constexpr int max_chunks = 4096;  // 4M descriptors
+std::array<std::atomic<poll_desc*>, max_chunks> chunks{};
+
+poll_desc& desc_of(int fd) {
+    if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "weft io: negative descriptor");
+    const int c = fd >> chunk_bits;
+    if (c >= max_chunks) throw std::system_error(EMFILE, std::generic_category(), "weft io: descriptor number too large");
+    poll_desc* chunk = chunks[c].load(std::memory_order_acquire);  // acquire: pairs with the installing CAS
+    if (!chunk) {
+        auto* fresh = new poll_desc[chunk_size];
+        // acq_rel: publish our chunk (release) or read the winner's (acquire).
+        if (chunks[c].compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel, std::memory_order_acquire)) {
+            chunk = fresh;
+        } else {
+            delete[] fresh;
+        }
+    }
+    return chunk[fd & (chunk_size - 1)];
+}
+
+poll_desc* find_desc(int fd) noexcept {
+    if (fd < 0 || (fd >> chunk_bits) >= max_chunks) return nullptr;
+    poll_desc* chunk = chunks[fd >> chunk_bits].load(std::memory_order_acquire);  // acquire: as in desc_of
+    return chunk ? &chunk[fd & (chunk_size - 1)] : nullptr;
+}
+
+std::uint64_t event_data(int fd, std::uint32_t gen) noexcept {
+    return static_cast<std::uint32_t>(fd) | (std::uint64_t{gen} << 32);
+}
+
+[[noreturn]] void throw_errno(int e, const char* what) { throw std::system_error(e, std::generic_category(), what); }
+
+/// Wakes every waiter of `q` (under the pd lock); returns how many woke.
+/// `token` tells them why (0: readiness, closed_token: io_close).
+std::size_t wake_list(waiter_list& q, std::uintptr_t token) noexcept {
+    std::size_t woken = 0;
+    while (waiter* w = q.pop_front()) {  // Q1: unlinked before the wake
+        if (!claim_waiter(*w)) continue;  // its deadline or the canceller came first (Q2)
+        w->token = token;
+        complete_unpark(*w);  // E5: onto this worker (LIFO slot, then its woken queue)
+        ++woken;
+    }
+    return woken;
+}
+
+/// The events a one-shot arm asks for: the directions somebody waits for.
+std::uint32_t oneshot_mask(const poll_desc& p) noexcept {
+    std::uint32_t m = EPOLLONESHOT;
+    if (!p.rq.empty()) m |= EPOLLIN | EPOLLRDHUP;
+    if (!p.wq.empty()) m |= EPOLLOUT;
+    return m;
+}
+
+/// E3: (re-)arms fd one-shot in `ep` for the current waiters. errno on failure.
+int arm_oneshot(poll_desc& p, int ep, int fd) noexcept {
+    epoll_event ev{};
+    ev.events = oneshot_mask(p);
+    ev.data.u64 = event_data(fd, p.gen.load(std::memory_order_relaxed));  // relaxed: we hold lk, its writer's lock
+    int op = p.oneshot_ep == ep ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (::epoll_ctl(ep, op, fd, &ev) == 0) {
+        p.oneshot_ep = ep;
+        return 0;
+    }
+    if (errno == EEXIST || errno == ENOENT) {  // registered by an earlier arm / closed and reused since: the other op
+        op = op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if (::epoll_ctl(ep, op, fd, &ev) == 0) {
+            p.oneshot_ep = ep;
+            return 0;
+        }
+    }
+    return errno;
+}
+
+/// A plain thread's wait: poll(2) in slices, so that io_close (a gen change)
+/// and the deadline are noticed.
+void thread_wait(int fd, bool write, std::int64_t deadline_ns) {
+    poll_desc& p = desc_of(fd);
+    const std::uint32_t gen0 = p.gen.load(std::memory_order_acquire);  // acquire: pairs with io_close's bump
+    for (;;) {
+        int slice_ms = 100;
+        if (deadline_ns != no_deadline) {
+            const std::int64_t now = steady_now_ns();
+            if (deadline_ns <= now) throw_errno(ETIMEDOUT, write ? "wait_writable" : "wait_readable");
+            const std::int64_t left_ms = (deadline_ns - now + 999999) / 1000000;
+            if (left_ms < slice_ms) slice_ms = static_cast<int>(left_ms);
+        }
+        pollfd pfd{fd, static_cast<short>(write ? POLLOUT : (POLLIN | POLLRDHUP)), 0};
+        const int n = ::poll(&pfd, 1, slice_ms);
+        if (n < 0 && errno != EINTR) throw_errno(errno, "poll");
+        if (p.gen.load(std::memory_order_acquire) != gen0)  // acquire: as above
+            throw_errno(EBADF, "weft io: descriptor closed while waiting");
+        if (n > 0) {
+            if (pfd.revents & POLLNVAL) throw_errno(EBADF, write ? "wait_writable" : "wait_readable");
+            return;
+        }
+    }
+}
+
+/// A fiber's wait on a locked pd that is owned or just armed. Unlocks it.
+void park_on_desc(poll_desc& p, bool write, std::int64_t deadline_ns, fiber* self) {
+    waiter w{self};
+    waiter_list& q = write ? p.wq : p.rq;
+    q.push_back(w);
+    const wake_reason why = park_waiter(w, p.lk, write ? "io write" : "io read", deadline_ns);
+    if (why == wake_reason::notified) {
+        if (w.token == closed_token) throw_errno(EBADF, "weft io: descriptor closed while waiting");
+        return;
+    }
+    p.lk.lock();  // Q3
+    if (w.linked) q.remove(w);
+    p.lk.unlock();
+    if (why == wake_reason::cancelled) throw_cancelled();
+    throw_errno(ETIMEDOUT, write ? "wait_writable" : "wait_readable");
+}
+
+fiber* current_fiber() noexcept {
+    worker* wk = worker::current();
+    return wk ? wk->running() : nullptr;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- reactor
+
+reactor::reactor() {
+    ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep_ < 0) throw_errno(errno, "epoll_create1");
+    event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (event_fd_ < 0) {
+        const int e = errno;
+        ::close(ep_);
+        throw_errno(e, "eventfd");
+    }
+    // Level-triggered, drained only by the blocking poller: an edge could be
+    // taken by another worker's non-blocking poll and the sleeper would never
+    // learn of its wake-up (E4).
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = interrupt_tag;
+    if (::epoll_ctl(ep_, EPOLL_CTL_ADD, event_fd_, &ev) != 0) {
+        const int e = errno;
+        ::close(event_fd_);
+        ::close(ep_);
+        throw_errno(e, "epoll_ctl(eventfd)");
+    }
+}
+
+reactor::~reactor() {
+    detach_all();
+    ::close(event_fd_);
+    ::close(ep_);
+}
+
+void reactor::interrupt() noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(event_fd_, &one, sizeof one);
+}
+
+std::size_t reactor::poll(std::int64_t timeout_ns) noexcept {
+    constexpr int batch = 128;
+    epoll_event evs[batch];
+    timespec ts{};
+    if (timeout_ns > 0) ts = {static_cast<time_t>(timeout_ns / 1000000000), static_cast<long>(timeout_ns % 1000000000)};
+    const int n = ::epoll_pwait2(ep_, evs, batch, timeout_ns < 0 ? nullptr : &ts, nullptr);
+    std::size_t woken = 0;
+    for (int i = 0; i < n; ++i) {
+        const std::uint64_t data = evs[i].data.u64;
+        if (data == interrupt_tag) {
+            if (timeout_ns != 0) {  // the blocking poller: consume the interrupt (E4)
+                std::uint64_t v;
+                [[maybe_unused]] ssize_t r = ::read(event_fd_, &v, sizeof v);
+            }
+            continue;
+        }
+        const int fd = static_cast<int>(static_cast<std::uint32_t>(data));
+        const auto gen = static_cast<std::uint32_t>(data >> 32);
+        poll_desc* p = find_desc(fd);
+        if (!p) continue;
+        const std::uint32_t e = evs[i].events;
+        const bool rd = (e & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+        const bool wr = (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+        p->lk.lock();
+        if (p->gen.load(std::memory_order_relaxed) != gen) {  // relaxed: written under lk. E1: stale
+            p->lk.unlock();
+            continue;
+        }
+        if (rd) {
+            const std::size_t k = wake_list(p->rq, 0);
+            if (k == 0 && p->owner) p->rready = true;  // E2: keep the edge for the next reader
+            woken += k;
+        }
+        if (wr) {
+            const std::size_t k = wake_list(p->wq, 0);
+            if (k == 0 && p->owner) p->wready = true;
+            woken += k;
+        }
+        if (!p->owner && p->oneshot_ep == ep_ && (!p->rq.empty() || !p->wq.empty())) {
+            if (int err = arm_oneshot(*p, ep_, fd)) {  // E3: cannot re-arm (closed under us): let them retry
+                (void)err;
+                woken += wake_list(p->rq, 0) + wake_list(p->wq, 0);
+            }
+        }
+        p->lk.unlock();
+    }
+    return woken;
+}
+
+void reactor::detach_all() noexcept {
+    for (auto& c : chunks) {
+        poll_desc* chunk = c.load(std::memory_order_acquire);  // acquire: as in desc_of
+        if (!chunk) continue;
+        for (int i = 0; i < chunk_size; ++i) {
+            poll_desc& p = chunk[i];
+            p.lk.lock();
+            if (p.owner == this || p.oneshot_ep == ep_) {
+                if (p.owner == this) add_active(-1);
+                p.owner = nullptr;
+                p.oneshot_ep = -1;
+                p.rready = p.wready = false;
+                // Other runtimes' fibers (if any) retry and register with their own reactor.
+                (void)wake_list(p.rq, 0);
+                (void)wake_list(p.wq, 0);
+            }
+            p.lk.unlock();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- waits
+
+void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
+    fiber* self = current_fiber();
+    if (!self) return thread_wait(fd, write, deadline_ns);
+    poll_desc& p = desc_of(fd);
+    reactor& r = self->rt->io;
+    p.lk.lock();
+    if (!p.owner) {  // E2: registered once, for the descriptor's life (until io_close)
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.data.u64 = event_data(fd, p.gen.load(std::memory_order_relaxed));  // relaxed: we hold lk
+        if (::epoll_ctl(r.epoll_fd(), EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST) {
+            const int e = errno;
+            p.lk.unlock();
+            throw_errno(e, "epoll_ctl(ADD)");
+        }
+        p.owner = &r;
+        p.rready = p.wready = false;
+        r.add_active(1);
+    }
+    bool& ready = write ? p.wready : p.rready;
+    if (ready) {
+        ready = false;
+        p.lk.unlock();
+        return;
+    }
+    park_on_desc(p, write, deadline_ns, self);
+}
+
+void io_wait(int fd, bool write, std::int64_t deadline_ns) {
+    fiber* self = current_fiber();
+    if (!self) return thread_wait(fd, write, deadline_ns);
+    poll_desc& p = desc_of(fd);
+    p.lk.lock();
+    if (p.owner) {  // one of weft's sockets: its registration serves
+        p.lk.unlock();
+        return io_wait_owned(fd, write, deadline_ns);
+    }
+    reactor& r = self->rt->io;
+    waiter_list& q = write ? p.wq : p.rq;
+    waiter w{self};
+    q.push_back(w);
+    if (const int err = arm_oneshot(p, r.epoll_fd(), fd)) {
+        q.remove(w);
+        p.lk.unlock();
+        throw_errno(err, err == EPERM ? "wait_readable/wait_writable: descriptor does not support epoll"
+                                      : "epoll_ctl");
+    }
+    q.remove(w);
+    r.add_active(1);
+    struct active_guard {
+        reactor& r;
+        ~active_guard() { r.add_active(-1); }
+    } guard{r};
+    park_on_desc(p, write, deadline_ns, self);
+}
+
+int io_close(int fd) noexcept {
+    if (poll_desc* p = find_desc(fd)) {
+        p->lk.lock();
+        // release: a thread waiter that sees the new gen sees the close (acquire in thread_wait).
+        p->gen.store(p->gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+        if (p->owner) p->owner->add_active(-1);
+        p->owner = nullptr;
+        p->oneshot_ep = -1;
+        p->rready = p->wready = false;
+        (void)wake_list(p->rq, closed_token);
+        (void)wake_list(p->wq, closed_token);
+        p->lk.unlock();
+    }
+    return ::close(fd);
+}
+
+}  // namespace weft::detail

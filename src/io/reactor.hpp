@@ -1,0 +1,95 @@
+// The I/O reactor: an edge-triggered epoll set per runtime, polled by idle
+// workers, and a process-wide table of poll descriptors (one per fd number)
+// that hold the fibers waiting for a descriptor to become ready.
+//
+// Vocabulary. A *poll descriptor* (pd) belongs to an fd number for the life
+// of the process (the table never shrinks, as Go's pollcache). It is
+// *owned* (registered once, edge-triggered, for IN|OUT|RDHUP) when weft's
+// sockets wait on it: they close through io_close, which forgets the
+// registration. A descriptor the user passes to io::wait_readable is armed
+// *one-shot* (level-triggered, EPOLLONESHOT) for each wait instead, so a
+// plain ::close() and reuse of the number can never leave a stale
+// registration behind.
+//
+// Ownership. A pd's fields are guarded by its spinlock, except `gen`, which is
+// written under it and read without it by plain-thread waiters. The epoll fd
+// and eventfd are the reactor's; any thread may epoll_ctl and epoll_wait.
+//
+// Invariants.
+//  E1 epoll_event.data = fd | gen << 32. An event whose gen differs from the
+//     pd's is stale (the descriptor was closed and maybe reused) and is
+//     dropped. io_close bumps gen under the lock, wakes every waiter with
+//     EBADF, then closes: no event of the old file reaches a new waiter.
+//  E2 Owned, edge-triggered: an edge that finds no waiter of its direction
+//     sets `ready` for it; a waiter that finds `ready` clears it and returns
+//     without parking (the caller retries its syscall). A waiter that finds it
+//     clear parks; the next edge wakes every waiter of that direction. The
+//     check and the link happen under the pd lock and the poller takes the same
+//     lock, so an edge is never lost between a caller's EAGAIN and its park.
+//     Registration (EPOLL_CTL_ADD) reports the current state as a first edge.
+//  E3 One-shot: the waiter links itself, then (still under the lock) arms the
+//     union of its waiters' directions. Level-triggered arming reports a
+//     descriptor that is already ready, so nothing is lost. The poller
+//     re-arms for the waiters an event did not wake.
+//  E4 At most one worker blocks in epoll_wait (`poller_busy_`); it is a
+//     parked worker (in the idle set's sleepers) that sets `in_epoll` before
+//     re-checking its sleep word, and a waker stores the word before loading
+//     `in_epoll` (both seq_cst: Dekker), then writes the eventfd: a wake-up
+//     is never lost in epoll_wait. Non-blocking polls may run on any worker
+//     at any time (epoll hands each edge to one caller).
+//  E5 Woken fibers go to the polling worker (its LIFO slot, then its woken
+//     queue, where idle workers steal them): readiness runs where it was seen.
+//
+// Memory orders: see each atomic. The pd lock orders everything about
+// waiters; a woken fiber is published by the run-queue hand-off.
+//
+// Tested by test/api/io_test.cpp and test/api/net_test.cpp.
+#pragma once
+#include "util/private.hpp"
+
+#include <atomic>
+#include <cstdint>
+
+namespace weft::detail {
+
+class worker;
+
+class reactor {
+public:
+    reactor();  // throws std::system_error
+    ~reactor();
+    reactor(const reactor&) = delete;
+    reactor& operator=(const reactor&) = delete;
+
+    int epoll_fd() const noexcept { return ep_; }
+    /// Worth polling: a descriptor is registered or a one-shot waiter is armed.
+    bool active() const noexcept { return active_.load(std::memory_order_relaxed) > 0; }  // relaxed: hint; E4 covers sleepers
+    void add_active(int n) noexcept { active_.fetch_add(n, std::memory_order_relaxed); }   // relaxed: a counter
+
+    /// Harvests ready events and wakes their fibers onto the calling worker
+    /// (E5). timeout_ns: 0 = do not block, < 0 = until an event or interrupt().
+    /// Returns how many fibers it woke.
+    std::size_t poll(std::int64_t timeout_ns) noexcept;
+    /// The blocking-poller role (E4).
+    bool try_become_poller() noexcept { return !poller_busy_.exchange(true, std::memory_order_acquire); }  // acquire: role hand-over
+    void stop_being_poller() noexcept { poller_busy_.store(false, std::memory_order_release); }  // release: as above
+    /// Makes a blocked epoll_wait return (eventfd write). Async-signal-safe.
+    void interrupt() noexcept;
+
+    /// Runtime teardown: forgets every registration with this reactor.
+    void detach_all() noexcept;
+
+private:
+    int ep_ = -1;
+    int event_fd_ = -1;
+    std::atomic<int> active_{0};
+    std::atomic<bool> poller_busy_{false};
+};
+
+/// For weft's own sockets: waits with an owned (persistent, edge-triggered)
+/// registration, made on the first fiber wait. Same contract as io_wait
+/// (weft/io.hpp): throws timed_out, bad_file_descriptor, operation_cancelled.
+/// The socket must be closed with io_close. Plain threads: poll(2).
+void io_wait_owned(int fd, bool write, std::int64_t deadline_ns);
+
+}  // namespace weft::detail
