@@ -3,6 +3,7 @@
 #pragma once
 
 #include <weft/barrier.hpp>
+#include <weft/blocking.hpp>
 #include <weft/call_once.hpp>
 #include <weft/channel.hpp>
 #include <weft/condition_variable.hpp>
@@ -13,6 +14,7 @@
 #include <weft/io.hpp>
 #include <weft/latch.hpp>
 #include <weft/mutex.hpp>
+#include <weft/net.hpp>
 #include <weft/runtime.hpp>
 #include <weft/select.hpp>
 #include <weft/semaphore.hpp>

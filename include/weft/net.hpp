@@ -1,0 +1,295 @@
+/// @file
+/// `weft::net`: TCP and UDP sockets whose blocking calls park the calling
+/// fiber (through the runtime's epoll reactor) instead of its worker thread.
+///
+/// The same calls work from a plain OS thread, where they block the thread
+/// (poll(2)). Every socket is non-blocking underneath and close-on-exec;
+/// writes never raise SIGPIPE (MSG_NOSIGNAL). Errors are std::system_error
+/// with the errno code (std::errc::timed_out when a deadline passes,
+/// connection_refused, connection_reset, broken_pipe, ...); a blocking call
+/// of a cancelled fiber throws weft::operation_cancelled. Bad arguments (an
+/// unparsable address) throw std::invalid_argument; a call on a closed or
+/// moved-from socket throws std::system_error(bad_file_descriptor).
+///
+/// A socket object is used by one fiber at a time per direction: one may
+/// read while another writes (a reader and a writer fiber per connection,
+/// as in Go); close() from any fiber wakes both with bad_file_descriptor.
+/// (Two concurrent readers, or writers, are not undefined behaviour, but
+/// their bytes interleave in no useful order.) The descriptor is closed only
+/// once no call is using it, so its number cannot be reused under a call in
+/// flight. Moving, releasing or destroying a socket while another fiber uses
+/// it is a bug (weft aborts with a message when it notices).
+///
+/// Deadlines are read when a call starts: setting one (from any fiber) does
+/// not affect a call that is already waiting; close() does.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <weft/config.hpp>
+
+namespace weft::detail {
+/// Internal (src/io/net.cpp, N1-N4): a socket descriptor and the count of
+/// calls using it. Not a public API.
+struct net_fd {
+    mutable std::atomic<int> fd{-1};            // -1: none (never opened, released, or closed)
+    mutable std::atomic<std::uint32_t> use{0};  // bit 0: close() began; bits 1..: calls in flight
+    net_fd() noexcept = default;
+    explicit net_fd(int f) noexcept : fd(f) {}
+    int get() const noexcept { return fd.load(std::memory_order_relaxed); }  // relaxed: a snapshot, no data behind it
+    bool open() const noexcept {
+        return (use.load(std::memory_order_relaxed) & 1u) == 0 && get() >= 0;  // relaxed: a snapshot
+    }
+};
+/// A deadline kept as steady-clock ticks, so that a fiber may set it while
+/// another reads it.
+struct net_deadline {
+    std::atomic<std::chrono::steady_clock::rep> ticks{std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
+    net_deadline() noexcept = default;
+    net_deadline(const net_deadline& o) noexcept : ticks(o.ticks.load(std::memory_order_relaxed)) {}  // relaxed: a value copy
+    net_deadline& operator=(const net_deadline& o) noexcept {
+        set(o.get());
+        return *this;
+    }
+    void set(std::chrono::steady_clock::time_point t) noexcept {
+        ticks.store(t.time_since_epoch().count(), std::memory_order_relaxed);  // relaxed: a value; the call that reads it publishes nothing
+    }
+    std::chrono::steady_clock::time_point get() const noexcept {
+        return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ticks.load(std::memory_order_relaxed)));  // relaxed: as set()
+    }
+};
+}  // namespace weft::detail
+
+namespace weft::net {
+
+using clock = std::chrono::steady_clock;
+
+/// An IPv4 or IPv6 address and a port (a value type).
+class WEFT_API endpoint {
+public:
+    /// 0.0.0.0:0.
+    endpoint() noexcept;
+    /// From an address literal ("127.0.0.1", "::1"; no host names) and a
+    /// port. Throws std::invalid_argument naming the bad text.
+    endpoint(std::string_view address, std::uint16_t port);
+    /// "127.0.0.1:80", "[::1]:80" (an IPv6 literal needs brackets). Throws
+    /// std::invalid_argument naming the bad text.
+    static endpoint parse(std::string_view text);
+    /// As parse, but empty instead of throwing.
+    static std::optional<endpoint> try_parse(std::string_view text) noexcept;
+    /// From a socket address (AF_INET or AF_INET6; else std::invalid_argument).
+    static endpoint from_sockaddr(const sockaddr* sa, socklen_t len);
+
+    bool is_v4() const noexcept;
+    bool is_v6() const noexcept;
+    std::uint16_t port() const noexcept;
+    /// "127.0.0.1", "::1".
+    std::string address() const;
+    /// "127.0.0.1:80", "[::1]:80".
+    std::string to_string() const;
+
+    const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
+    socklen_t size() const noexcept;
+    int family() const noexcept { return storage_.ss_family; }
+
+    friend WEFT_API bool operator==(const endpoint& a, const endpoint& b) noexcept;
+
+private:
+    sockaddr_storage storage_;
+};
+
+WEFT_API std::ostream& operator<<(std::ostream& os, const endpoint& e);
+
+/// The addresses of `host` (a name or a literal) with `port`, via
+/// getaddrinfo(3) run on the blocking pool (spawn_blocking), so only the
+/// calling fiber waits. May suspend; callable from fibers and plain threads.
+/// Throws std::system_error: the category "resolve" carries getaddrinfo's
+/// EAI_* code (its message is gai_strerror's); an empty result is EAI_NONAME;
+/// EAI_SYSTEM becomes the errno it stands for (generic category). An address
+/// literal is answered without the pool. The result has no duplicates, in
+/// getaddrinfo's order (RFC 6724 preference).
+WEFT_API std::vector<endpoint> resolve(std::string_view host, std::uint16_t port);
+
+/// The category of resolve()'s errors: name() is "resolve", values are
+/// getaddrinfo's EAI_* codes, message() is gai_strerror's.
+WEFT_API const std::error_category& resolve_category() noexcept;
+
+/// A connected TCP socket. Move-only; the destructor closes it.
+class WEFT_API tcp_stream {
+public:
+    /// Not connected (every I/O call throws bad_file_descriptor).
+    tcp_stream() noexcept = default;
+    /// Adopts a connected stream socket: makes it non-blocking. Throws
+    /// std::invalid_argument for fd < 0, std::system_error if fcntl(2)
+    /// fails (then the caller still owns fd).
+    explicit tcp_stream(int fd);
+    tcp_stream(tcp_stream&& o) noexcept;
+    tcp_stream& operator=(tcp_stream&& o) noexcept;  // closes what it held
+    ~tcp_stream();
+
+    /// Connects to `to`, giving up after `timeout` (std::errc::timed_out).
+    /// May suspend; from fibers and plain threads. Throws std::system_error
+    /// (connection_refused, timed_out, network_unreachable, ...).
+    static tcp_stream connect(const endpoint& to, std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max());
+    /// As above with an address literal ("127.0.0.1:80", "[::1]:80").
+    static tcp_stream connect(std::string_view to, std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max());
+
+    /// Reads at most `n` bytes (at least 1 unless n == 0); 0 means end of
+    /// stream. Waits while nothing is available, up to the read deadline.
+    /// May suspend.
+    std::size_t read(void* buf, std::size_t n);
+    /// Reads exactly `n` bytes. Returns false if the stream ended before the
+    /// first byte; throws std::system_error(std::errc::no_message_available)
+    /// if it ended after some but not all. May suspend.
+    bool read_exact(void* buf, std::size_t n);
+    /// Writes at least 1 byte (unless n == 0), at most `n`; returns how many.
+    /// May suspend (while the send buffer is full), up to the write deadline.
+    std::size_t write(const void* buf, std::size_t n);
+    /// Writes all `n` bytes, across partial writes. May suspend.
+    void write_all(const void* buf, std::size_t n);
+    void write_all(std::string_view s) { write_all(s.data(), s.size()); }
+
+    /// The peer reads end of stream after what was written (shutdown(SHUT_WR)).
+    /// Never suspends. Throws std::system_error.
+    void shutdown_write();
+    /// Closes the socket; fibers blocked on it wake with
+    /// bad_file_descriptor. Idempotent. Never suspends.
+    void close() noexcept;
+    bool is_open() const noexcept { return fd_.open(); }
+
+    /// Absolute deadlines for later reads / writes (clock::time_point::max():
+    /// none, the default). A call that would wait past its deadline throws
+    /// std::system_error(std::errc::timed_out); the deadline stays in force
+    /// until changed, as Go's SetReadDeadline. A call that need not wait
+    /// succeeds even past its deadline. Never suspends; any fiber or thread.
+    void set_read_deadline(clock::time_point t) noexcept { read_deadline_.set(t); }
+    void set_write_deadline(clock::time_point t) noexcept { write_deadline_.set(t); }
+    void set_deadline(clock::time_point t) noexcept {
+        read_deadline_.set(t);
+        write_deadline_.set(t);
+    }
+    clock::time_point read_deadline() const noexcept { return read_deadline_.get(); }
+    clock::time_point write_deadline() const noexcept { return write_deadline_.get(); }
+
+    /// TCP_NODELAY (Nagle off when true). Throws std::system_error.
+    void set_nodelay(bool on);
+    endpoint peer_endpoint() const;
+    endpoint local_endpoint() const;
+
+    int native_handle() const noexcept { return fd_.get(); }
+    /// Gives up ownership (-1 if none): the caller must close it with
+    /// io::close (weft may keep a reactor registration for it until then).
+    /// Must not race with a call on the socket.
+    int release() noexcept;
+
+private:
+    friend class tcp_listener;
+    struct adopt_t {};
+    tcp_stream(int fd, adopt_t) noexcept : fd_(fd) {}  // already non-blocking
+
+    detail::net_fd fd_;
+    detail::net_deadline read_deadline_;
+    detail::net_deadline write_deadline_;
+};
+
+/// A listening TCP socket (SO_REUSEADDR, as Go's net.Listen). Move-only.
+class WEFT_API tcp_listener {
+public:
+    tcp_listener() noexcept = default;
+    tcp_listener(tcp_listener&& o) noexcept;
+    tcp_listener& operator=(tcp_listener&& o) noexcept;
+    ~tcp_listener();
+
+    /// Binds and listens; port 0 picks a free port (see local_endpoint).
+    /// Throws std::system_error (address_in_use, ...).
+    static tcp_listener bind(const endpoint& at, int backlog = 1024);
+    static tcp_listener bind(std::string_view at, int backlog = 1024);
+
+    /// The next connection (non-blocking, close-on-exec). May suspend.
+    /// ECONNABORTED and similar per-connection failures are skipped; when
+    /// the process is out of descriptors (EMFILE/ENFILE, also ENOBUFS/ENOMEM)
+    /// it logs one warning per accept() call and retries with a growing
+    /// pause (1 ms doubling up to 1 s) instead of spinning, so it recovers
+    /// once descriptors are freed. Throws std::system_error (timed_out past
+    /// the accept deadline, bad_file_descriptor once closed; a close() during
+    /// such a pause is noticed when the pause ends).
+    tcp_stream accept();
+    /// As accept(), also giving the peer's address.
+    tcp_stream accept(endpoint& peer);
+
+    /// As tcp_stream's deadlines: for later accept() calls. Never suspends.
+    void set_accept_deadline(clock::time_point t) noexcept { deadline_.set(t); }
+    clock::time_point accept_deadline() const noexcept { return deadline_.get(); }
+    endpoint local_endpoint() const;
+    /// Fibers blocked in accept() wake with bad_file_descriptor. Idempotent.
+    /// Never suspends.
+    void close() noexcept;
+    bool is_open() const noexcept { return fd_.open(); }
+    int native_handle() const noexcept { return fd_.get(); }
+
+private:
+    detail::net_fd fd_;
+    detail::net_deadline deadline_;
+};
+
+/// A UDP socket. Move-only.
+class WEFT_API udp_socket {
+public:
+    udp_socket() noexcept = default;
+    udp_socket(udp_socket&& o) noexcept;
+    udp_socket& operator=(udp_socket&& o) noexcept;
+    ~udp_socket();
+
+    /// Binds to `at` (port 0: any free port). Throws std::system_error.
+    static udp_socket bind(const endpoint& at);
+    static udp_socket bind(std::string_view at);
+
+    /// Sets the default peer (send/recv), as connect(2); only datagrams from
+    /// it are received afterwards. Never suspends. Throws std::system_error.
+    void connect(const endpoint& peer);
+    /// Sends one datagram; returns its size. May suspend (send buffer full).
+    /// Throws std::system_error (message_size when n is too large for one
+    /// datagram, timed_out past the write deadline, ...).
+    std::size_t send_to(const void* buf, std::size_t n, const endpoint& to);
+    /// Receives one datagram (truncated to n); returns the bytes stored.
+    /// May suspend, up to the read deadline.
+    std::size_t recv_from(void* buf, std::size_t n, endpoint& from);
+    /// On a connected socket. recv may throw connection_refused when an
+    /// earlier datagram found no listener (an ICMP error).
+    std::size_t send(const void* buf, std::size_t n);
+    std::size_t recv(void* buf, std::size_t n);
+
+    /// As tcp_stream's deadlines. Never suspend; any fiber or thread.
+    void set_read_deadline(clock::time_point t) noexcept { read_deadline_.set(t); }
+    void set_write_deadline(clock::time_point t) noexcept { write_deadline_.set(t); }
+    void set_deadline(clock::time_point t) noexcept {
+        read_deadline_.set(t);
+        write_deadline_.set(t);
+    }
+    clock::time_point read_deadline() const noexcept { return read_deadline_.get(); }
+    clock::time_point write_deadline() const noexcept { return write_deadline_.get(); }
+    endpoint local_endpoint() const;
+    /// Fibers blocked on it wake with bad_file_descriptor. Idempotent. Never suspends.
+    void close() noexcept;
+    bool is_open() const noexcept { return fd_.open(); }
+    int native_handle() const noexcept { return fd_.get(); }
+
+private:
+    detail::net_fd fd_;
+    detail::net_deadline read_deadline_;
+    detail::net_deadline write_deadline_;
+};
+
+}  // namespace weft::net

@@ -1,0 +1,233 @@
+// The blocking pool (design, invariants B1-B5: io/blocking_pool.hpp) and
+// spawn_blocking's compiled half, blocking_execute.
+#include "io/blocking_pool.hpp"
+
+#include <pthread.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+
+#include <weft/detail/deadline.hpp>
+#include <weft/detail/park.hpp>
+#include <weft/this_fiber.hpp>
+
+#include "util/log.hpp"
+
+namespace weft::detail {
+
+namespace {
+
+constexpr std::size_t default_max_threads = 512;  // Tokio's default
+constexpr std::size_t limit_max_threads = 65536;
+
+/// WEFT_BLOCKING_THREADS, or the default. Throws std::invalid_argument.
+std::size_t max_threads_from_env() {
+    const char* v = std::getenv("WEFT_BLOCKING_THREADS");
+    if (!v || !*v) return default_max_threads;
+    const std::string_view s(v);
+    std::size_t n = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec != std::errc{} || p != s.data() + s.size() || n == 0 || n > limit_max_threads)
+        throw std::invalid_argument(std::string("weft: WEFT_BLOCKING_THREADS='") + v +
+                                    "' is not an integer in [1, " + std::to_string(limit_max_threads) + "]");
+    return n;
+}
+
+}  // namespace
+
+blocking_pool& blocking_pool::instance() {
+    // Leaked on purpose (lifecycle 3). A throwing initializer leaves the
+    // static unset, so the next call reads the variable again (lifecycle 1).
+    static blocking_pool* const pool = new blocking_pool(max_threads_from_env());
+    return *pool;
+}
+
+// ---------------------------------------------------------------- submitting
+
+void blocking_pool::submit(blocking_job* job) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (hand_to_idle(job)) return;
+    if (threads_ >= max_) {
+        enqueue(job);  // B2: nobody is idle; threads_ >= max_ >= 1 threads are busy
+        return;
+    }
+    ++threads_;  // B1: counted before it exists, so concurrent submitters respect the bound
+    lk.unlock();
+    try {
+        start_thread(job);
+        return;
+    } catch (const std::exception& e) {  // std::system_error (EAGAIN) or std::bad_alloc
+        lk.lock();
+        --threads_;
+        if (hand_to_idle(job)) return;
+        if (threads_ == 0) {
+            throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                                    std::string("weft::spawn_blocking: cannot start a pool thread: ") + e.what());
+        }
+        log().warn("spawn_blocking: cannot start a pool thread ({}); the job waits for one of the {} busy ones",
+                   e.what(), threads_);
+        enqueue(job);  // B2: nobody idle, threads_ >= 1 busy
+    }
+}
+
+bool blocking_pool::hand_to_idle(blocking_job* job) noexcept {
+    idle_record* r = idle_;
+    if (!r) return false;
+    unlink_idle(*r);  // B5
+    r->job = job;
+    // Notified under mu_: once we unlock, the record's thread may run the job
+    // and leave its frame, so the record must not be touched after that.
+    r->cv.notify_one();
+    return true;
+}
+
+void blocking_pool::enqueue(blocking_job* job) noexcept {
+    job->next = nullptr;
+    if (tail_) tail_->next = job;
+    else head_ = job;
+    tail_ = job;
+    ++queued_;
+}
+
+void blocking_pool::unlink_idle(idle_record& r) noexcept {
+    if (r.prev) r.prev->next = r.next;
+    else idle_ = r.next;
+    if (r.next) r.next->prev = r.prev;
+    r.prev = r.next = nullptr;
+    --idle_count_;
+}
+
+// ---------------------------------------------------------------- pool threads
+
+void blocking_pool::start_thread(blocking_job* first) {
+    std::thread([this, first] { thread_main(first); }).detach();
+}
+
+void blocking_pool::thread_main(blocking_job* job) noexcept {
+    ::pthread_setname_np(::pthread_self(), "weft-blocking");
+    do {
+        run_and_complete(job);
+    } while ((job = next_job()));
+}
+
+blocking_job* blocking_pool::next_job() noexcept {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (threads_ > max_) {  // B3: the bound was lowered while we were busy
+        --threads_;
+        return nullptr;
+    }
+    if (blocking_job* j = head_) {  // B2: look at the queue before going idle
+        head_ = j->next;
+        if (!head_) tail_ = nullptr;
+        --queued_;
+        return j;
+    }
+    idle_record r;
+    r.next = idle_;
+    if (idle_) idle_->prev = &r;
+    idle_ = &r;
+    ++idle_count_;
+    const auto since = std::chrono::steady_clock::now();
+    for (;;) {  // B5
+        if (r.job) return r.job;      // handed over (already unlinked and still counted in threads_)
+        if (r.retired) return nullptr;  // unlinked and uncounted by set_max_threads
+        const auto deadline = since + keep_alive_;
+        if (std::chrono::steady_clock::now() >= deadline) {
+            unlink_idle(r);
+            --threads_;  // B1
+            return nullptr;
+        }
+        r.cv.wait_until(lk, deadline);
+    }
+}
+
+void run_and_complete(blocking_job* job) noexcept {
+    job->run(job);
+    unpark_one_on(  // B4 (a)
+        &job->done,
+        [](void* p, unpark_info) -> std::uintptr_t {
+            // release: publishes the result and the destroyed copies to the
+            // fiber's acquire loads in blocking_execute (B4).
+            static_cast<blocking_job*>(p)->done.store(blocking_job::woken, std::memory_order_release);
+            return 0;
+        },
+        job, /*run_here=*/false);  // a pool thread is no worker: the fiber goes where an idle worker takes it
+    // release: orders the wake's accesses to the fiber's runtime before the
+    // fiber returns (B4 (b)). The last touch of the job.
+    job->done.store(blocking_job::released, std::memory_order_release);
+}
+
+// ---------------------------------------------------------------- hooks and stats
+
+blocking_stats blocking_pool::stats() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return {threads_, idle_count_, queued_, max_};
+}
+
+std::size_t blocking_pool::set_max_threads(std::size_t n) {
+    if (n == 0 || n > limit_max_threads)
+        throw std::invalid_argument("weft: blocking pool bound " + std::to_string(n) + " is outside [1, " +
+                                    std::to_string(limit_max_threads) + "]");
+    std::lock_guard<std::mutex> lk(mu_);
+    const std::size_t old = max_;
+    max_ = n;
+    while (threads_ > max_ && idle_) {  // B3: surplus idle threads go now
+        idle_record* r = idle_;
+        unlink_idle(*r);
+        r->retired = true;
+        --threads_;
+        r->cv.notify_one();  // under mu_, as in hand_to_idle
+    }
+    return old;
+}
+
+std::chrono::nanoseconds blocking_pool::set_keep_alive(std::chrono::nanoseconds d) {
+    if (d < std::chrono::milliseconds(1) || d > std::chrono::hours(24))
+        throw std::invalid_argument("weft: blocking pool keep-alive of " + std::to_string(d.count()) +
+                                    " ns is outside [1 ms, 24 h]");
+    std::lock_guard<std::mutex> lk(mu_);
+    const std::chrono::nanoseconds old = keep_alive_;
+    keep_alive_ = d;
+    for (idle_record* r = idle_; r; r = r->next) r->cv.notify_one();  // B5: re-read the deadline
+    return old;
+}
+
+// ---------------------------------------------------------------- the compiled half of spawn_blocking
+
+void blocking_execute(blocking_job* job) {
+    if (!this_fiber::in_fiber()) {  // a plain thread may block: run inline (blocking.hpp)
+        job->run(job);
+        return;
+    }
+    blocking_pool::instance().submit(job);
+    for (int spins = 0;;) {
+        // acquire: pairs with both release stores in run_and_complete (B4).
+        const std::uint32_t d = job->done.load(std::memory_order_acquire);
+        if (d == blocking_job::released) return;
+        if (d == blocking_job::woken) {  // B4 (b): the pool thread is finishing the wake
+            if (++spins < 64) __builtin_ia32_pause();
+            else this_fiber::yield();
+            continue;
+        }
+        (void)park_if(
+            &job->done,
+            // relaxed: under the bucket lock, only decides whether to park (B4 (a)); the loop re-reads with acquire.
+            [job] { return job->done.load(std::memory_order_relaxed) == blocking_job::running; }, no_deadline,
+            "spawn_blocking", /*cancellable=*/false);
+    }
+}
+
+blocking_stats blocking_pool_stats() { return blocking_pool::instance().stats(); }
+
+std::size_t blocking_pool_set_max_threads(std::size_t n) { return blocking_pool::instance().set_max_threads(n); }
+
+std::chrono::nanoseconds blocking_pool_set_keep_alive(std::chrono::nanoseconds d) {
+    return blocking_pool::instance().set_keep_alive(d);
+}
+
+}  // namespace weft::detail

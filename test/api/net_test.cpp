@@ -1,0 +1,991 @@
+// weft::net against include/weft/net.hpp, on 127.0.0.1 and ::1 only:
+// endpoint literals (parse, print, compare, reject); resolve() (literals,
+// localhost, failures in the "resolve" category); TCP echo of random
+// payloads up to 16 MiB read and written in random pieces; peer reset during
+// a read; writing to a closed peer (EPIPE, never SIGPIPE); half-close and
+// read_exact at and before end of stream; connect refused and its message;
+// connect, read, write and accept deadlines (never early, sticky); close()
+// waking calls blocked in read, accept and recv_from (fiber or thread on
+// either side); cancellation by runtime shutdown; closed, moved-from,
+// released and adopted sockets; IPv6 loopback; UDP round trips, connected
+// UDP, truncation, deadlines and ICMP refusals; plain-thread-only use and
+// fibers with plain threads at once; accept under EMFILE in a child process
+// (backs off without spinning, logs, recovers). The 10,000-connection test is
+// in test/stress/net_stress_test.cpp. Public API only.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <weft/weft.hpp>
+
+#include "child_process.hpp"
+#include "runtime_fixture.hpp"
+
+using namespace std::chrono_literals;
+using weft::net::endpoint;
+using weft::net::tcp_listener;
+using weft::net::tcp_stream;
+using weft::net::udp_socket;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+class NetTest : public RuntimeTest {};
+
+/// What f throws as std::system_error (its code and message), or nothing.
+struct failure {
+    std::error_code code;
+    std::string what;
+};
+template <class F>
+failure failure_of(F&& f) {
+    try {
+        f();
+    } catch (const weft::operation_cancelled&) {
+        throw;
+    } catch (const std::system_error& e) {
+        return {e.code(), e.what()};
+    }
+    return {};
+}
+
+bool has_ipv6_loopback() {
+    try {
+        (void)udp_socket::bind("[::1]:0");
+        return true;
+    } catch (const std::system_error&) {
+        return false;
+    }
+}
+
+std::vector<unsigned char> random_bytes(std::size_t n, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<unsigned char> v(n);
+    for (std::size_t i = 0; i < n; i += 8) {
+        const std::uint64_t x = rng();
+        std::memcpy(v.data() + i, &x, std::min<std::size_t>(8, n - i));
+    }
+    return v;
+}
+
+/// Echoes what it reads (reads of random sizes) until end of stream, then
+/// half-closes. Works on fibers and plain threads.
+void echo_connection(tcp_stream& s, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<char> buf(256 * 1024);
+    for (;;) {
+        const std::size_t want = 1 + rng() % buf.size();
+        const std::size_t r = s.read(buf.data(), want);
+        if (r == 0) break;
+        s.write_all(buf.data(), r);
+    }
+    s.shutdown_write();
+}
+
+/// Writes `payload` in pieces of random size with write() (each may be
+/// partial), then half-closes.
+void write_in_pieces(tcp_stream& c, const std::vector<unsigned char>& payload, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::size_t done = 0;
+    while (done < payload.size()) {
+        const std::size_t want = std::min<std::size_t>(payload.size() - done, 1 + rng() % (512 * 1024));
+        done += c.write(payload.data() + done, want);
+    }
+    c.shutdown_write();
+}
+
+std::vector<unsigned char> read_to_end(tcp_stream& c, std::size_t expect) {
+    std::vector<unsigned char> got;
+    got.reserve(expect);
+    std::vector<unsigned char> buf(64 * 1024);
+    for (;;) {
+        const std::size_t r = c.read(buf.data(), buf.size());
+        if (r == 0) return got;
+        got.insert(got.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(r));
+    }
+}
+
+/// On a fiber: sends `payload` through an echo server and returns the echo
+/// (a writer fiber and this fiber reading, at once).
+std::vector<unsigned char> echo_via_fibers(const endpoint& server, const std::vector<unsigned char>& payload,
+                                           std::uint64_t seed) {
+    tcp_stream c = tcp_stream::connect(server);
+    auto writer = weft::spawn([&c, &payload, seed] { write_in_pieces(c, payload, seed); });
+    std::vector<unsigned char> got = read_to_end(c, payload.size());
+    writer.join();
+    return got;
+}
+
+/// Accepts `n` connections on `l`, each echoed by its own fiber; returns when all are done.
+void serve_echo_fibers(tcp_listener& l, std::size_t n) {
+    std::vector<weft::join_handle<void>> conns;
+    for (std::size_t i = 0; i < n; ++i) {
+        auto s = std::make_shared<tcp_stream>(l.accept());
+        conns.push_back(weft::spawn([s, i] { echo_connection(*s, 1000 + i); }));
+    }
+    for (auto& h : conns) h.join();
+}
+
+void set_linger_zero(const tcp_stream& s) {
+    linger lg{1, 0};
+    ASSERT_EQ(::setsockopt(s.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+}
+
+/// A port on which nothing listens (it was bound a moment ago; nobody else
+/// on this machine is expected to take it meanwhile).
+std::uint16_t closed_tcp_port(const char* at = "127.0.0.1:0") {
+    auto l = tcp_listener::bind(at);
+    return l.local_endpoint().port();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- endpoint
+
+TEST(NetEndpointTest, ParsesAndPrintsLiterals) {
+    const endpoint a = endpoint::parse("127.0.0.1:80");
+    EXPECT_TRUE(a.is_v4());
+    EXPECT_FALSE(a.is_v6());
+    EXPECT_EQ(a.port(), 80);
+    EXPECT_EQ(a.address(), "127.0.0.1");
+    EXPECT_EQ(a.to_string(), "127.0.0.1:80");
+    EXPECT_EQ(a.family(), AF_INET);
+    EXPECT_EQ(a.size(), sizeof(sockaddr_in));
+
+    const endpoint b = endpoint::parse("[::1]:65535");
+    EXPECT_TRUE(b.is_v6());
+    EXPECT_EQ(b.port(), 65535);
+    EXPECT_EQ(b.address(), "::1");
+    EXPECT_EQ(b.to_string(), "[::1]:65535");
+    EXPECT_EQ(b.size(), sizeof(sockaddr_in6));
+
+    // Canonical printing, and a round trip through the text.
+    const endpoint c = endpoint::parse("[2001:DB8:0:0:0:0:0:1]:0");
+    EXPECT_EQ(c.to_string(), "[2001:db8::1]:0");
+    EXPECT_EQ(endpoint::parse(c.to_string()), c);
+    EXPECT_EQ(endpoint::parse("[fe80::1%3]:7").to_string(), "[fe80::1%3]:7");
+    EXPECT_EQ(endpoint::parse("[::ffff:1.2.3.4]:9").address(), "::ffff:1.2.3.4");
+
+    EXPECT_EQ(endpoint("10.0.0.1", 5), endpoint::parse("10.0.0.1:5"));
+    EXPECT_EQ(endpoint("::1", 5), endpoint::parse("[::1]:5"));
+    const endpoint d;
+    EXPECT_EQ(d.to_string(), "0.0.0.0:0");
+    EXPECT_TRUE(d.is_v4());
+    std::ostringstream os;
+    os << b;
+    EXPECT_EQ(os.str(), "[::1]:65535");
+}
+
+TEST(NetEndpointTest, RejectsBadTextNamingIt) {
+    for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", ":80", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80",
+                            "127.0.0.1: 80", " 127.0.0.1:80", "127.1:80", "1.2.3.4.5:80", "256.0.0.1:80",
+                            "localhost:80", "::1:80", "[::1]", "[::1]80", "[::1:80", "[1.2.3.4]:80", "[]:80",
+                            "[::1]:123456", "[fe80::1%]:80", "[fe80::1%no-such-interface0]:80", "1.2.3.4:8a"}) {
+        EXPECT_FALSE(endpoint::try_parse(bad).has_value()) << bad;
+        try {
+            (void)endpoint::parse(bad);
+            ADD_FAILURE() << "parse accepted \"" << bad << "\"";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(std::string("\"") + bad + "\""), std::string::npos) << e.what();
+        }
+    }
+    EXPECT_THROW(endpoint("[::1]", 80), std::invalid_argument);
+    EXPECT_THROW(endpoint("localhost", 80), std::invalid_argument);
+    EXPECT_THROW(endpoint("", 80), std::invalid_argument);
+}
+
+TEST(NetEndpointTest, FromSockaddrAndEquality) {
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_port = htons(8080);
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const endpoint a = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&in), sizeof in);
+    EXPECT_EQ(a, endpoint::parse("127.0.0.1:8080"));
+    EXPECT_EQ(std::memcmp(a.data(), &in, sizeof in), 0);
+    EXPECT_FALSE(a == endpoint::parse("127.0.0.1:8081"));
+    EXPECT_FALSE(a == endpoint::parse("127.0.0.2:8080"));
+    EXPECT_FALSE(endpoint::parse("[::ffff:127.0.0.1]:8080") == a);  // mapped stays IPv6
+    EXPECT_FALSE(endpoint::parse("[fe80::1%1]:1") == endpoint::parse("[fe80::1%2]:1"));
+
+    sockaddr_in6 in6{};
+    in6.sin6_family = AF_INET6;
+    in6.sin6_port = htons(1);
+    in6.sin6_addr = in6addr_loopback;
+    EXPECT_EQ(endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&in6), sizeof in6), endpoint::parse("[::1]:1"));
+
+    EXPECT_THROW(endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&in), sizeof in - 1), std::invalid_argument);
+    sockaddr un{};
+    un.sa_family = AF_UNIX;
+    EXPECT_THROW(endpoint::from_sockaddr(&un, sizeof un), std::invalid_argument);
+    EXPECT_THROW(endpoint::from_sockaddr(nullptr, 0), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- resolve
+
+TEST(NetResolveTest, OnAPlainThread) {
+    const auto lit = weft::net::resolve("::1", 5);
+    ASSERT_EQ(lit.size(), 1u);
+    EXPECT_EQ(lit[0], endpoint::parse("[::1]:5"));
+
+    const auto local = weft::net::resolve("localhost", 443);
+    ASSERT_FALSE(local.empty());
+    bool loopback = false;
+    for (const endpoint& e : local) {
+        EXPECT_EQ(e.port(), 443);
+        loopback |= e == endpoint("127.0.0.1", 443) || e == endpoint("::1", 443);
+        EXPECT_EQ(std::count(local.begin(), local.end(), e), 1) << "duplicate " << e;
+    }
+    EXPECT_TRUE(loopback);
+
+    try {
+        (void)weft::net::resolve("", 80);
+        ADD_FAILURE() << "an empty host resolved";
+    } catch (const std::system_error& e) {
+        EXPECT_STREQ(e.code().category().name(), "resolve");
+        EXPECT_EQ(e.code().category(), weft::net::resolve_category());
+        EXPECT_EQ(e.code().value(), EAI_NONAME);
+        EXPECT_EQ(e.code().message(), ::gai_strerror(EAI_NONAME));
+    }
+}
+
+TEST_P(NetTest, ResolveOnFibersUsesTheBlockingPool) {
+    const std::size_t n = 8;
+    std::vector<weft::join_handle<std::vector<endpoint>>> hs;
+    for (std::size_t i = 0; i < n; ++i)
+        hs.push_back(rt.spawn([i] { return weft::net::resolve("localhost", static_cast<std::uint16_t>(1000 + i)); }));
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto eps = hs[i].join();
+        ASSERT_FALSE(eps.empty());
+        for (const endpoint& e : eps) EXPECT_EQ(e.port(), 1000 + i);
+    }
+    const failure f = rt.block_on([] { return failure_of([] { (void)weft::net::resolve("no-such-host.invalid", 1); }); });
+    ASSERT_TRUE(f.code) << "no-such-host.invalid resolved";
+    // EAI_NONAME normally; EAI_AGAIN or EAI_FAIL where DNS is unreachable.
+    EXPECT_STREQ(f.code.category().name(), "resolve") << f.what;
+    EXPECT_NE(f.what.find("no-such-host.invalid"), std::string::npos) << f.what;
+}
+
+// ---------------------------------------------------------------- TCP
+
+TEST_P(NetTest, EchoesRandomPayloadsUpTo16MiB) {
+    const std::vector<std::size_t> sizes = {0, 1, 1000, 65536 + 7, (1u << 20) + 3, 16u << 20};
+    rt.block_on([&] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        const endpoint at = l.local_endpoint();
+        EXPECT_TRUE(at.is_v4());
+        EXPECT_NE(at.port(), 0);
+        auto server = weft::spawn([&l, n = sizes.size()] { serve_echo_fibers(l, n); });
+        std::vector<weft::join_handle<bool>> clients;
+        for (std::size_t i = 0; i < sizes.size(); ++i) {
+            clients.push_back(weft::spawn([&at, size = sizes[i], i] {
+                const auto payload = random_bytes(size, i);
+                return echo_via_fibers(at, payload, i) == payload;
+            }));
+        }
+        for (std::size_t i = 0; i < sizes.size(); ++i) EXPECT_TRUE(clients[i].join()) << "payload of " << sizes[i];
+        server.join();
+    });
+}
+
+TEST_P(NetTest, PeerResetDuringAReadThrowsConnectionReset) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        const endpoint at = l.local_endpoint();
+        std::atomic<bool> reading{false};
+        auto client = weft::spawn([&] {
+            tcp_stream c = tcp_stream::connect(at);
+            reading.store(true);
+            return failure_of([&] {
+                char b[16];
+                (void)c.read(b, sizeof b);
+            });
+        });
+        tcp_stream s = l.accept();
+        ASSERT_TRUE(weft_test::yield_until([&] { return reading.load(); }));
+        weft::this_fiber::sleep_for(20ms);  // most likely parked in read by now (not needed for the outcome)
+        set_linger_zero(s);
+        s.close();  // RST
+        const failure f = client.join();
+        EXPECT_EQ(f.code, std::errc::connection_reset) << f.what;
+        EXPECT_NE(f.what.find("read"), std::string::npos) << f.what;
+    });
+}
+
+TEST_P(NetTest, WritingToAClosedPeerThrowsInsteadOfRaisingSigpipe) {
+    struct sigaction old {};
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ASSERT_EQ(::sigaction(SIGPIPE, &dfl, &old), 0);  // SIGPIPE would kill this process
+    const failure f = rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        l.accept().close();
+        const std::vector<char> chunk(64 * 1024, 'x');
+        return failure_of([&] {
+            for (int i = 0; i < 10'000; ++i) c.write_all(chunk.data(), chunk.size());
+        });
+    });
+    ::sigaction(SIGPIPE, &old, nullptr);
+    EXPECT_TRUE(f.code == std::errc::broken_pipe || f.code == std::errc::connection_reset) << f.what;
+    EXPECT_NE(f.what.find("write_all"), std::string::npos) << f.what;
+}
+
+TEST_P(NetTest, HalfCloseAndReadExact) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        const endpoint at = l.local_endpoint();
+        auto server = weft::spawn([&l] {
+            endpoint peer;
+            tcp_stream s = l.accept(peer);
+            EXPECT_TRUE(peer.is_v4());
+            EXPECT_EQ(peer, s.peer_endpoint());
+            char hello[5];
+            EXPECT_TRUE(s.read_exact(hello, 5));
+            EXPECT_EQ(std::string(hello, 5), "hello");
+            char more;
+            EXPECT_EQ(s.read(&more, 1), 0u);           // the client's write side is shut
+            EXPECT_FALSE(s.read_exact(&more, 1));      // end of stream before the first byte
+            s.write_all("bye");                        // ours still works
+            s.close();
+
+            tcp_stream t = l.accept();  // sends 3 of 5 bytes, then ends
+            char five[5];
+            const failure f = failure_of([&] { (void)t.read_exact(five, 5); });
+            EXPECT_EQ(f.code, std::errc::no_message_available) << f.what;
+            EXPECT_NE(f.what.find("3 of 5"), std::string::npos) << f.what;
+        });
+        tcp_stream c = tcp_stream::connect(at);
+        EXPECT_EQ(c.peer_endpoint(), at);
+        EXPECT_EQ(c.local_endpoint().address(), "127.0.0.1");
+        c.set_nodelay(true);
+        c.write_all("hello");
+        c.shutdown_write();
+        char buf[8];
+        EXPECT_TRUE(c.read_exact(buf, 3));
+        EXPECT_EQ(std::string(buf, 3), "bye");
+        EXPECT_EQ(c.read(buf, sizeof buf), 0u);
+        EXPECT_EQ(c.read(buf, 0), 0u);
+        EXPECT_EQ(c.write(buf, 0), 0u);
+
+        tcp_stream d = tcp_stream::connect(at);
+        d.write_all("abc");
+        d.shutdown_write();
+        server.join();
+    });
+}
+
+// A short read() (the queue was drained) followed by a read_exact() that
+// waits for new data and leaves part of it queued: the next read() must get
+// the rest without any further data arriving.
+TEST_P(NetTest, ReadAfterAReadExactThatLeftDataQueued) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();
+        char buf[256];
+        s.write_all("a");
+        EXPECT_EQ(c.read(buf, sizeof buf), 1u);  // short: the queue is empty now
+        auto writer = weft::spawn([&s] {
+            weft::this_fiber::sleep_for(20ms);  // so that read_exact waits for it
+            s.write_all(std::string(100, 'b'));
+        });
+        EXPECT_TRUE(c.read_exact(buf, 10));
+        writer.join();
+        c.set_read_deadline(clk::now() + 2s);
+        std::size_t got = 0;
+        const failure f = failure_of([&] {
+            while (got < 90) got += c.read(buf, sizeof buf);
+        });
+        EXPECT_FALSE(f.code) << f.what;
+        EXPECT_EQ(got, 90u);
+    });
+}
+
+// The last bytes and the end of stream arrive together (one readiness edge)
+// while a read() waits: that read returns the bytes, and the next one must
+// see the end of stream, with no further edge to come. Likewise for a reset.
+TEST_P(NetTest, ReadSeesEndOfStreamOrResetThatCameWithTheLastBytes) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        for (const bool reset : {false, true}) {
+            tcp_stream c = tcp_stream::connect(l.local_endpoint());
+            tcp_stream s = l.accept();
+            std::atomic<bool> reading{false};
+            auto reader = weft::spawn([&] {
+                char buf[256];
+                reading.store(true);
+                std::size_t first = c.read(buf, sizeof buf);
+                c.set_read_deadline(clk::now() + 2s);
+                failure f = failure_of([&] {
+                    while (c.read(buf, sizeof buf) != 0) {
+                    }
+                });
+                return std::make_pair(first, f);
+            });
+            ASSERT_TRUE(weft_test::yield_until([&] { return reading.load(); }));
+            weft::this_fiber::sleep_for(10ms);  // parked in read by now, most likely
+            s.write_all("abc");
+            if (reset) {
+                set_linger_zero(s);
+                s.close();
+            } else {
+                s.shutdown_write();
+            }
+            const auto [first, f] = reader.join();
+            EXPECT_GE(first, 1u);
+            if (reset) {
+                EXPECT_EQ(f.code, std::errc::connection_reset) << f.what;
+            } else {
+                EXPECT_FALSE(f.code) << f.what;
+            }
+        }
+    });
+}
+
+TEST_P(NetTest, ConnectRefusedNamesTheEndpoint) {
+    const std::uint16_t port = closed_tcp_port();
+    const failure f = rt.block_on([port] {
+        return failure_of([port] { (void)tcp_stream::connect(endpoint("127.0.0.1", port)); });
+    });
+    EXPECT_EQ(f.code, std::errc::connection_refused) << f.what;
+    EXPECT_NE(f.what.find("connect 127.0.0.1:" + std::to_string(port)), std::string::npos) << f.what;
+    // The text form parses its argument; bad text is invalid_argument, not a system_error.
+    EXPECT_THROW(rt.block_on([] { (void)tcp_stream::connect("localhost:80"); }), std::invalid_argument);
+}
+
+TEST_P(NetTest, ConnectGivesUpAtItsTimeout) {
+    rt.block_on([] {
+        // Backlog 0 and no accept(): once the queue is full, SYNs are dropped
+        // and connect() hangs until its timeout.
+        auto l = tcp_listener::bind("127.0.0.1:0", 0);
+        const endpoint at = l.local_endpoint();
+        std::vector<tcp_stream> queued;
+        failure f;
+        for (int i = 0; i < 32 && !f.code; ++i) {
+            const auto t0 = clk::now();
+            f = failure_of([&] { queued.push_back(tcp_stream::connect(at, 150ms)); });
+            if (f.code) {
+                EXPECT_GE(clk::now() - t0, 150ms);  // never before the timeout
+            }
+        }
+        EXPECT_EQ(f.code, std::errc::timed_out) << f.what << " after " << queued.size() << " connections";
+        EXPECT_NE(f.what.find("connect 127.0.0.1:"), std::string::npos) << f.what;
+        EXPECT_GE(queued.size(), 1u);
+    });
+}
+
+TEST_P(NetTest, ReadWriteAndAcceptDeadlines) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        l.set_accept_deadline(clk::now() + 100ms);
+        auto t0 = clk::now();
+        failure f = failure_of([&] { (void)l.accept(); });
+        EXPECT_EQ(f.code, std::errc::timed_out) << f.what;
+        EXPECT_GE(clk::now() - t0, 100ms);
+        EXPECT_NE(f.what.find("accept on 127.0.0.1:"), std::string::npos) << f.what;
+        l.set_accept_deadline(clk::time_point::max());
+        EXPECT_EQ(l.accept_deadline(), clk::time_point::max());
+
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();
+        char b[4];
+        const auto dl = clk::now() + 100ms;
+        c.set_read_deadline(dl);
+        EXPECT_EQ(c.read_deadline(), dl);
+        t0 = clk::now();
+        f = failure_of([&] { (void)c.read(b, sizeof b); });
+        EXPECT_EQ(f.code, std::errc::timed_out) << f.what;
+        EXPECT_GE(clk::now() - t0, 100ms);
+        // Sticky: a later read with nothing to read times out at once.
+        EXPECT_EQ(failure_of([&] { (void)c.read_exact(b, 1); }).code, std::errc::timed_out);
+        // But a read that need not wait succeeds past the deadline.
+        s.write_all("x");
+        bool got = weft_test::yield_until([&] {
+            try {
+                return c.read(b, 1) == 1;
+            } catch (const std::system_error& e) {
+                EXPECT_EQ(e.code(), std::errc::timed_out);
+                weft::this_fiber::sleep_for(1ms);
+                return false;
+            }
+        });
+        EXPECT_TRUE(got);
+        EXPECT_EQ(b[0], 'x');
+        c.set_read_deadline(clk::time_point::max());
+        s.write_all("y");
+        EXPECT_EQ(c.read(b, 1), 1u);
+
+        // Write deadline: the peer reads nothing, the buffers fill up.
+        c.set_write_deadline(clk::now() + 100ms);
+        const std::vector<char> chunk(1 << 20, 'z');
+        f = failure_of([&] {
+            for (int i = 0; i < 4096; ++i) c.write_all(chunk.data(), chunk.size());
+        });
+        EXPECT_EQ(f.code, std::errc::timed_out) << f.what;
+        EXPECT_NE(f.what.find("write_all 127.0.0.1:"), std::string::npos) << f.what;
+        // (No "sticky" check here: the kernel may have made room meanwhile.)
+        c.set_deadline(clk::time_point::max());
+        EXPECT_EQ(c.write_deadline(), clk::time_point::max());
+        EXPECT_EQ(c.read_deadline(), clk::time_point::max());
+    });
+}
+
+TEST_P(NetTest, CloseWakesBlockedCallsWithBadFileDescriptor) {
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    const endpoint at = l.local_endpoint();
+
+    // A fiber blocked in read, closed by another fiber; the peer sees end of stream.
+    rt.block_on([&] {
+        tcp_stream c = tcp_stream::connect(at);
+        tcp_stream s = l.accept();
+        std::atomic<bool> started{false};
+        auto reader = weft::spawn([&] {
+            started.store(true);
+            return failure_of([&] {
+                char b;
+                (void)c.read(&b, 1);
+            });
+        });
+        ASSERT_TRUE(weft_test::yield_until([&] { return started.load(); }));
+        weft::this_fiber::sleep_for(10ms);
+        c.close();
+        EXPECT_FALSE(c.is_open());
+        const failure f = reader.join();
+        EXPECT_EQ(f.code, std::errc::bad_file_descriptor) << f.what;
+        char b;
+        EXPECT_EQ(s.read(&b, 1), 0u);
+        c.close();  // idempotent
+        EXPECT_EQ(failure_of([&] { (void)c.write("x", 1); }).code, std::errc::bad_file_descriptor);
+    });
+
+    // A fiber blocked in accept, closed by a plain thread.
+    {
+        auto acceptor = rt.spawn([&] { return failure_of([&] { (void)l.accept(); }); });
+        ASSERT_TRUE(weft_test::eventually([&] { return rt.stats().fibers_parked >= 1; }));
+        std::this_thread::sleep_for(10ms);
+        l.close();
+        const failure f = acceptor.join();
+        EXPECT_EQ(f.code, std::errc::bad_file_descriptor) << f.what;
+        EXPECT_FALSE(l.is_open());
+    }
+
+    // A plain thread blocked in read (poll), closed by a fiber.
+    {
+        auto l2 = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l2.local_endpoint());
+        tcp_stream s = l2.accept();
+        std::atomic<bool> started{false};
+        failure f;
+        std::thread reader([&] {
+            started.store(true);
+            f = failure_of([&] {
+                char b;
+                (void)c.read(&b, 1);
+            });
+        });
+        ASSERT_TRUE(weft_test::eventually([&] { return started.load(); }));
+        rt.block_on([&] {
+            weft::this_fiber::sleep_for(10ms);
+            c.close();
+        });
+        reader.join();
+        EXPECT_EQ(f.code, std::errc::bad_file_descriptor) << f.what;
+    }
+
+    // A fiber blocked in recv_from.
+    rt.block_on([] {
+        auto u = udp_socket::bind("127.0.0.1:0");
+        auto r = weft::spawn([&u] {
+            return failure_of([&u] {
+                char b[8];
+                endpoint from;
+                (void)u.recv_from(b, sizeof b, from);
+            });
+        });
+        weft::this_fiber::sleep_for(10ms);
+        u.close();
+        EXPECT_EQ(r.join().code, std::errc::bad_file_descriptor);
+    });
+}
+
+TEST_P(NetTest, ShutdownCancelsFibersBlockedInAcceptAndRead) {
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    tcp_stream c = tcp_stream::connect(l.local_endpoint());  // plain thread: completes through the backlog
+    tcp_stream s = l.accept();
+    std::atomic<int> cancelled{0};
+    {
+        weft::runtime r2{weft::runtime_options{.workers = workers()}};
+        r2.spawn([&] {
+            try {
+                (void)l.accept();
+            } catch (const weft::operation_cancelled&) {
+                cancelled.fetch_add(1);
+            }
+        }).detach();
+        r2.spawn([&] {
+            try {
+                char b;
+                (void)c.read(&b, 1);
+            } catch (const weft::operation_cancelled&) {
+                cancelled.fetch_add(1);
+            }
+        }).detach();
+        ASSERT_TRUE(weft_test::eventually([&] { return r2.stats().fibers_parked == 2; }));
+        r2.shutdown();
+    }
+    EXPECT_EQ(cancelled.load(), 2);
+    // The sockets survive their waiters' cancellation.
+    s.write_all("k");
+    char b = 0;
+    EXPECT_EQ(rt.block_on([&] { return c.read(&b, 1); }), 1u);
+    EXPECT_EQ(b, 'k');
+}
+
+TEST_P(NetTest, ClosedMovedReleasedAndAdoptedSockets) {
+    rt.block_on([] {
+        tcp_stream none;
+        EXPECT_FALSE(none.is_open());
+        EXPECT_EQ(none.native_handle(), -1);
+        char b[4];
+        EXPECT_EQ(failure_of([&] { (void)none.read(b, 4); }).code, std::errc::bad_file_descriptor);
+        EXPECT_EQ(failure_of([&] { (void)none.peer_endpoint(); }).code, std::errc::bad_file_descriptor);
+        EXPECT_EQ(none.release(), -1);
+        tcp_listener nl;
+        EXPECT_EQ(failure_of([&] { (void)nl.accept(); }).code, std::errc::bad_file_descriptor);
+        udp_socket nu;
+        EXPECT_EQ(failure_of([&] { (void)nu.send(b, 1); }).code, std::errc::bad_file_descriptor);
+
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_listener l2 = std::move(l);
+        EXPECT_FALSE(l.is_open());
+        EXPECT_TRUE(l2.is_open());
+        tcp_stream c = tcp_stream::connect(l2.local_endpoint());
+        tcp_stream s = l2.accept();
+        tcp_stream moved = std::move(c);
+        EXPECT_EQ(failure_of([&] { (void)c.write("x", 1); }).code, std::errc::bad_file_descriptor);
+        moved.write_all("1");
+        EXPECT_EQ(s.read(b, 4), 1u);
+
+        // Move-assigning over an open socket closes it: its peer sees end of stream.
+        tcp_stream other = tcp_stream::connect(l2.local_endpoint());
+        tcp_stream other_peer = l2.accept();
+        other = std::move(moved);
+        EXPECT_EQ(other_peer.read(b, 4), 0u);
+        other.write_all("2");
+        EXPECT_EQ(s.read(b, 4), 1u);
+        EXPECT_EQ(b[0], '2');
+
+        // release(): ours to close, with io::close.
+        const int fd = other.release();
+        EXPECT_GE(fd, 0);
+        EXPECT_FALSE(other.is_open());
+        EXPECT_EQ(weft::io::close(fd), 0);
+        EXPECT_EQ(s.read(b, 4), 0u);
+
+        // Adoption: any connected stream socket, made non-blocking.
+        EXPECT_THROW(tcp_stream(-1), std::invalid_argument);
+        int sv[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        tcp_stream a(sv[0]);
+        tcp_stream z(sv[1]);
+        EXPECT_NE(::fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+        auto reader = weft::spawn([&z] {
+            char buf[5];
+            return z.read_exact(buf, 5) && std::string(buf, 5) == "adopt";
+        });
+        weft::this_fiber::sleep_for(5ms);
+        a.write_all("adopt");
+        EXPECT_TRUE(reader.join());
+    });
+}
+
+TEST_P(NetTest, IPv6Loopback) {
+    if (!has_ipv6_loopback()) GTEST_SKIP() << "no ::1 on this machine";
+    rt.block_on([] {
+        auto l = tcp_listener::bind("[::1]:0");
+        const endpoint at = l.local_endpoint();
+        EXPECT_TRUE(at.is_v6());
+        EXPECT_EQ(at.address(), "::1");
+        auto server = weft::spawn([&l] {
+            endpoint peer;
+            tcp_stream s = l.accept(peer);
+            EXPECT_TRUE(peer.is_v6());
+            EXPECT_EQ(peer.address(), "::1");
+            echo_connection(s, 7);
+        });
+        const auto payload = random_bytes(300'000, 42);
+        EXPECT_EQ(echo_via_fibers(at, payload, 3), payload);
+        server.join();
+
+        const std::uint16_t port = closed_tcp_port("[::1]:0");
+        const failure f = failure_of([port] { (void)tcp_stream::connect("[::1]:" + std::to_string(port)); });
+        EXPECT_EQ(f.code, std::errc::connection_refused) << f.what;
+        EXPECT_NE(f.what.find("connect [::1]:" + std::to_string(port)), std::string::npos) << f.what;
+    });
+}
+
+// ---------------------------------------------------------------- UDP
+
+TEST_P(NetTest, UdpRoundTrips) {
+    std::vector<std::string> families = {"127.0.0.1:0"};
+    if (has_ipv6_loopback()) families.push_back("[::1]:0");
+    const std::size_t rounds = weft_test::scaled(2000);
+    for (const std::string& fam : families) {
+        rt.block_on([&] {
+            auto a = udp_socket::bind(fam);
+            auto b = udp_socket::bind(fam);
+            const endpoint a_at = a.local_endpoint();
+            const endpoint b_at = b.local_endpoint();
+            auto echo = weft::spawn([&b, rounds] {
+                std::vector<char> buf(2048);
+                for (std::size_t i = 0; i < rounds; ++i) {
+                    endpoint from;
+                    const std::size_t n = b.recv_from(buf.data(), buf.size(), from);
+                    b.send_to(buf.data(), n, from);
+                }
+            });
+            std::vector<unsigned char> back(2048);
+            for (std::size_t i = 0; i < rounds; ++i) {
+                const auto payload = random_bytes(i % 1400, i);  // including empty datagrams
+                ASSERT_EQ(a.send_to(payload.data(), payload.size(), b_at), payload.size());
+                endpoint from;
+                const std::size_t n = a.recv_from(back.data(), back.size(), from);
+                ASSERT_EQ(n, payload.size()) << fam << " round " << i;
+                ASSERT_TRUE(std::equal(payload.begin(), payload.end(), back.begin()));
+                ASSERT_EQ(from, b_at);
+            }
+            echo.join();
+
+            // Connected: send/recv, and only the peer's datagrams arrive.
+            a.connect(b_at);
+            b.connect(a_at);
+            auto c = udp_socket::bind(fam);
+            c.send_to("stray", 5, a_at);
+            EXPECT_EQ(b.send("ping", 4), 4u);
+            char buf[16];
+            EXPECT_EQ(a.recv(buf, sizeof buf), 4u);
+            EXPECT_EQ(std::string(buf, 4), "ping");
+
+            // Truncation: the rest of the datagram is dropped.
+            EXPECT_EQ(b.send("0123456789", 10), 10u);
+            EXPECT_EQ(b.send("ab", 2), 2u);
+            EXPECT_EQ(a.recv(buf, 3), 3u);
+            EXPECT_EQ(std::string(buf, 3), "012");
+            EXPECT_EQ(a.recv(buf, sizeof buf), 2u);
+            EXPECT_EQ(std::string(buf, 2), "ab");
+
+            // Read deadline.
+            a.set_read_deadline(clk::now() + 50ms);
+            const auto t0 = clk::now();
+            const failure f = failure_of([&] { (void)a.recv(buf, sizeof buf); });
+            EXPECT_EQ(f.code, std::errc::timed_out) << f.what;
+            EXPECT_GE(clk::now() - t0, 50ms);
+            a.set_deadline(clk::time_point::max());
+            EXPECT_EQ(a.read_deadline(), clk::time_point::max());
+        });
+    }
+}
+
+TEST_P(NetTest, ConnectedUdpReportsARefusal) {
+    rt.block_on([] {
+        endpoint nobody;
+        {
+            auto gone = udp_socket::bind("127.0.0.1:0");
+            nobody = gone.local_endpoint();
+        }
+        auto u = udp_socket::bind("127.0.0.1:0");
+        u.connect(nobody);
+        u.set_read_deadline(clk::now() + 5s);
+        const failure f = failure_of([&] {
+            for (int i = 0; i < 3; ++i) {
+                u.send("x", 1);
+                char b[4];
+                (void)u.recv(b, sizeof b);
+            }
+        });
+        EXPECT_EQ(f.code, std::errc::connection_refused) << f.what;
+    });
+}
+
+// ---------------------------------------------------------------- plain threads
+
+TEST(NetPlainThreadTest, EchoAndDeadlinesWithoutAnyRuntime) {
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    const endpoint at = l.local_endpoint();
+    constexpr int conns = 3;
+    std::thread server([&l] {
+        std::vector<std::thread> handlers;
+        for (int i = 0; i < conns; ++i) {
+            handlers.emplace_back([s = std::make_shared<tcp_stream>(l.accept()), i] { echo_connection(*s, 70 + i); });
+        }
+        for (auto& h : handlers) h.join();
+    });
+    std::vector<std::thread> clients;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < conns; ++i) {
+        clients.emplace_back([&, i] {
+            const auto payload = random_bytes(weft_test::sanitized ? 100'000 : 1'000'000, 90 + i);
+            tcp_stream c = tcp_stream::connect(at);
+            std::thread writer([&] { write_in_pieces(c, payload, i); });
+            const auto got = read_to_end(c, payload.size());
+            writer.join();
+            if (got == payload) ok.fetch_add(1);
+        });
+    }
+    for (auto& c : clients) c.join();
+    server.join();
+    EXPECT_EQ(ok.load(), conns);
+
+    // Deadlines and errors block the thread the same way.
+    tcp_stream c = tcp_stream::connect(at);
+    tcp_stream s = l.accept();
+    c.set_read_deadline(clk::now() + 50ms);
+    const auto t0 = clk::now();
+    char b;
+    EXPECT_EQ(failure_of([&] { (void)c.read(&b, 1); }).code, std::errc::timed_out);
+    EXPECT_GE(clk::now() - t0, 50ms);
+    EXPECT_EQ(failure_of([] { (void)tcp_stream::connect(endpoint("127.0.0.1", closed_tcp_port())); }).code,
+              std::errc::connection_refused);
+    auto u = udp_socket::bind("127.0.0.1:0");
+    u.send_to("t", 1, u.local_endpoint());
+    endpoint from;
+    EXPECT_EQ(u.recv_from(&b, 1, from), 1u);
+    EXPECT_EQ(from, u.local_endpoint());
+}
+
+TEST_P(NetTest, FibersAndPlainThreadsAtOnce) {
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    const endpoint at = l.local_endpoint();
+    const std::size_t fiber_clients = weft_test::scaled(200) + 4;
+    const std::size_t thread_clients = 4;
+    auto server = rt.spawn([&l, n = fiber_clients + thread_clients] { serve_echo_fibers(l, n); });
+    std::atomic<std::size_t> ok{0};
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < thread_clients; ++i) {
+        threads.emplace_back([&, i] {
+            const auto payload = random_bytes(100'000 + i, 500 + i);
+            tcp_stream c = tcp_stream::connect(at);
+            std::thread writer([&] { write_in_pieces(c, payload, i); });
+            if (read_to_end(c, payload.size()) == payload) ok.fetch_add(1);
+            writer.join();
+        });
+    }
+    std::vector<weft::join_handle<void>> fibers;
+    for (std::size_t i = 0; i < fiber_clients; ++i) {
+        fibers.push_back(rt.spawn([&, i] {
+            const auto payload = random_bytes(1 + i * 97 % 20'000, 900 + i);
+            if (echo_via_fibers(at, payload, i) == payload) ok.fetch_add(1);
+        }));
+    }
+    for (auto& f : fibers) f.join();
+    for (auto& t : threads) t.join();
+    server.join();
+    EXPECT_EQ(ok.load(), fiber_clients + thread_clients);
+}
+
+// ---------------------------------------------------------------- EMFILE
+
+namespace {
+constexpr const char* emfile_env = "WEFT_NET_EMFILE_CHILD";
+
+double cpu_seconds() {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+}  // namespace
+
+// The child half of AcceptBacksOffUnderEmfile (skipped unless started by it):
+// lowers RLIMIT_NOFILE, queues a connection, fills the descriptor table, and
+// shows that accept() neither spins nor gives up, then accepts once a few
+// descriptors are freed.
+TEST(NetEmfileChild, Run) {
+    const char* arg = std::getenv(emfile_env);
+    if (!arg) GTEST_SKIP() << "runs only in the child process of NetTest.AcceptBacksOffUnderEmfile";
+    const std::size_t workers = std::strtoul(arg, nullptr, 10);
+    weft::runtime rt{weft::runtime_options{.workers = workers}};
+
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    tcp_stream client = tcp_stream::connect(l.local_endpoint());  // queued in the backlog
+    client.write_all("ping");
+
+    rlimit old{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+    rlimit low = old;
+    low.rlim_cur = std::min<rlim_t>(old.rlim_max, 256);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    std::vector<int> filler;
+    for (;;) {
+        const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            ASSERT_EQ(errno, EMFILE);
+            break;
+        }
+        filler.push_back(fd);
+    }
+    ASSERT_GE(filler.size(), 8u);
+
+    std::atomic<bool> accepted{false};
+    std::string got;
+    auto acceptor = rt.spawn([&] {
+        tcp_stream s = l.accept();
+        accepted.store(true);
+        char b[4];
+        if (s.read_exact(b, 4)) got.assign(b, 4);
+    });
+    // Out of descriptors: accept keeps failing, pausing between tries.
+    std::this_thread::sleep_for(50ms);  // let it start (and log)
+    const double cpu0 = cpu_seconds();
+    const auto t0 = clk::now();
+    std::this_thread::sleep_for(300ms);
+    const double cpu = cpu_seconds() - cpu0;
+    const double wall = std::chrono::duration<double>(clk::now() - t0).count();
+    EXPECT_FALSE(accepted.load());
+    // A spinning accept would burn a whole core (wall seconds of CPU) or more.
+    EXPECT_LT(cpu, 0.5 * wall) << "accept used " << cpu << " s of CPU in " << wall << " s";
+
+    for (int i = 0; i < 4; ++i) {
+        ::close(filler.back());
+        filler.pop_back();
+    }
+    EXPECT_TRUE(weft_test::eventually([&] { return accepted.load(); }));
+    acceptor.join();
+    EXPECT_EQ(got, "ping");
+    for (int fd : filler) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &old);
+    std::printf("emfile child: cpu %.3f s over %.3f s\n", cpu, wall);
+}
+
+TEST_P(NetTest, AcceptBacksOffUnderEmfile) {
+    const auto res = weft_test::run_test_in_child("NetEmfileChild.Run",
+                                                  std::string(emfile_env) + "=" + std::to_string(workers()), 120s);
+    EXPECT_FALSE(res.timed_out) << res.output;
+    EXPECT_TRUE(res.exited && res.exit_code == 0) << "signal " << res.signal << "\n" << res.output;
+    EXPECT_NE(res.output.find("[  PASSED  ] 1 test"), std::string::npos) << res.output;
+    // The one log line: which listener, why, and what it does about it.
+    EXPECT_NE(res.output.find("accept on 127.0.0.1:"), std::string::npos) << res.output;
+    EXPECT_NE(res.output.find("Too many open files"), std::string::npos) << res.output;
+    EXPECT_EQ(res.output.find("retrying after a pause"), res.output.rfind("retrying after a pause")) << res.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, NetTest, testing::Values(1, 2, 4), worker_count_name);
