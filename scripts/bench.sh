@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds weft (release) and runs its benchmark programs (benchmarks/*.cpp) side by side
-# with the Go and Boost.Fiber peers, then prints weft's ratio to each peer.
+# with the Go and Boost.Fiber peers, then prints weft's ratio to each peer; then the network
+# servers: echo (the peers' echo_client against Go's, the epoll baseline's and weft's
+# echo_server) and http (wrk against Go's net/http and weft's http_server).
 #
-#   scripts/bench.sh                        # foundation, timer, sync and channel workloads
+#   scripts/bench.sh                        # foundation, timer, sync, channel and network workloads
+#   ONLY='^(echo|http) ' ECHO_SECS=3 ECHO_REPS=1 HTTP_SECS=3 scripts/bench.sh   # servers only, quick
 #   REPS=1 SCALE=10 scripts/bench.sh        # quick run: one rep, sizes divided by 10
 #   ONLY='^skynet ' scripts/bench.sh        # regex on "<bench> <impl> <workers>"
 #   PEERS_BUILD=/tmp/peers SKIP_BUILD=1 scripts/bench.sh   # reuse already built peers
@@ -12,7 +15,10 @@
 # them into $PEERS_BUILD, default <builddir>/peers, and runs the case table filtered by
 # ONLY). Without the peers, weft's programs run alone (median of REPS by ns_per_op).
 # Other knobs: BUILD_DIR (build), FIBER_IMPLS ("go boostfiber weft"), SKIP_BUILD (peers
-# only), NO_SETUP=1 (skip scripts/setup.sh).
+# only), NO_SETUP=1 (skip scripts/setup.sh). Servers (passed on to run.sh): ECHO_SERVERS
+# ("go:2 epoll:2 weft:2", impl:workers), ECHO_CONNS ("100 1000 10000"), ECHO_SECS (10),
+# ECHO_REPS (3), HTTP_SERVERS ("go:2 weft:2"), HTTP_CONNS (1000), HTTP_SECS (10). They need
+# the peers (echo_client, wrk); without them only a note is printed.
 # select has no peer in $PEERS_DIR: its Go side is benchmarks/peers/go/select, built into
 # the peers' build dir when go is installed and run here next to weft's (with or without
 # the peers).
@@ -26,8 +32,12 @@ cd "$ROOT"
 BUILD_DIR=${BUILD_DIR:-build}
 REPS=${REPS:-3}
 SCALE=${SCALE:-1}
-ONLY=${ONLY:-'^(spawn_join|yield_pingpong|skynet|park_memory|timer_churn|sleep_lateness|mutex_contention|mutex_uncontended|condvar_pingpong|chan_pingpong|chan_mpmc|select) '}
+ONLY=${ONLY:-'^(spawn_join|yield_pingpong|skynet|park_memory|timer_churn|sleep_lateness|mutex_contention|mutex_uncontended|condvar_pingpong|chan_pingpong|chan_mpmc|select|echo|http) '}
 FIBER_IMPLS=${FIBER_IMPLS:-"go boostfiber weft"}
+ECHO_SERVERS=${ECHO_SERVERS:-"go:2 epoll:2 weft:2"}
+ECHO_CONNS=${ECHO_CONNS:-"100 1000 10000"}
+HTTP_SERVERS=${HTTP_SERVERS:-"go:2 weft:2"}
+HTTP_CONNS=${HTTP_CONNS:-1000}
 PEERS_DIR=${PEERS_DIR:-$(dirname "$ROOT")/shared/peers}
 
 # For each (bench, workers): weft's median next to go's and boostfiber's (dispatch form
@@ -44,6 +54,7 @@ ratio_table() {
         if (impl != "weft" && impl != "go" && impl != "boostfiber" && impl != "thread") next
         if (kv["launch"] == "post") next
         name = kv["name"]
+        if (name == "echo" || name == "http") next  # server_table
         # weft runs skynet in two forms: join (skynet.cpp) and chan (skynet_chan.cpp). The
         # skynet of the peers is the channel form (Go) or futures (Boost): compare both with it.
         if (name == "skynet" && kv["form"] == "chan") name = "skynet_chan"
@@ -75,9 +86,41 @@ ratio_table() {
     }' "$1"
 }
 
-# scripts/bench.sh --table FILE: only print the ratio table of an earlier results file.
+# The servers, per (bench, workers, connections): requests per second of weft, go and epoll
+# (the baseline: echo only), and weft / peer: here > 1 means weft is faster (more requests).
+# p99 latencies follow (echo: the client's p99_us; http: wrk's 99th percentile).
+server_table() {
+    awk '
+    /^RESULT / {
+        delete kv
+        for (i = 2; i <= NF; i++) { p = index($i, "="); if (p) kv[substr($i, 1, p - 1)] = substr($i, p + 1) }
+        name = kv["name"]; impl = kv["impl"]
+        if (name != "echo" && name != "http") next
+        g = name SUBSEP kv["workers"] SUBSEP kv["n"]
+        if (!(g in seen)) { seen[g] = 1; order[++ng] = g }
+        rps[g, impl] = kv["rps"]
+        p99[g, impl] = name == "http" ? kv["p99"] : kv["p99_us"] == "" ? "" : kv["p99_us"] "us"
+    }
+    function cell(x) { return x == "" ? "-" : x }
+    function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+    END {
+        if (!ng) exit
+        printf "%-6s %2s %6s %9s %9s %9s %8s %10s   %-11s %-11s %s\n", "bench", "w", "conns", "weft_rps", "go_rps", "epoll_rps",
+            "weft/go", "weft/epoll", "weft_p99", "go_p99", "epoll_p99"
+        for (j = 1; j <= ng; j++) {
+            g = order[j]; split(g, gb, SUBSEP)
+            w = rps[g, "weft"]; go = rps[g, "go"]; ep = rps[g, "epoll"]
+            printf "%-6s %2s %6s %9s %9s %9s %8s %10s   %-11s %-11s %s\n", gb[1], gb[2], gb[3], cell(w), cell(go), cell(ep),
+                ratio(w, go), ratio(w, ep), cell(p99[g, "weft"]), cell(p99[g, "go"]), cell(p99[g, "epoll"])
+        }
+    }' "$1"
+}
+
+# scripts/bench.sh --table FILE: only print the ratio tables of an earlier results file.
 if [ "${1:-}" = --table ]; then
     ratio_table "${2:?usage: bench.sh --table <results file>}"
+    echo
+    server_table "$2"
     exit
 fi
 
@@ -107,7 +150,7 @@ ninja -C "$BUILD_DIR"
 
 BENCH_BIN=$(cd "$BUILD_DIR/benchmarks" && pwd)
 for b in spawn_join yield_pingpong skynet park_memory timer_churn sleep_lateness mutex_uncontended mutex_contention \
-    condvar_pingpong chan_pingpong chan_mpmc select skynet_chan; do
+    condvar_pingpong chan_pingpong chan_mpmc select skynet_chan weft_echo_server weft_http_server; do
     [ -x "$BENCH_BIN/$b" ] || { echo "bench.sh: $BENCH_BIN/$b was not built (benchmarks disabled?)" >&2; exit 1; }
 done
 
@@ -198,14 +241,19 @@ EOF
     mkdir -p "$BUILD_DIR/peers"
     run_select "$(cd "$BUILD_DIR/peers" && pwd)"
     run_skynet_chan
+    if echo "echo weft 2" | grep -Eq "$ONLY" || echo "http weft 2" | grep -Eq "$ONLY"; then
+        echo "# echo, http: skipped (they need the peers' echo_client and wrk; examples/echo_client drives echo_server alone)"
+    fi
 }
 
 if [ -f "$PEERS_DIR/run.sh" ]; then
     PEERS_BUILD=${PEERS_BUILD:-$BUILD_DIR/peers}
     PEERS_BUILD=$(mkdir -p "$PEERS_BUILD" && cd "$PEERS_BUILD" && pwd)  # run.sh cds into its own dir
     echo "# peers: $PEERS_DIR (built in $PEERS_BUILD); weft: $BENCH_BIN"
+    # run.sh runs the echo and http servers after the task suite (ECHO_*/HTTP_* pass through).
     IMPL_DIRS="weft=$BENCH_BIN${IMPL_DIRS:+ $IMPL_DIRS}" FIBER_IMPLS="$FIBER_IMPLS" ONLY="$ONLY" REPS="$REPS" \
-        SCALE="$SCALE" PEERS_BUILD="$PEERS_BUILD" bash "$PEERS_DIR/run.sh" | tee "$OUT"
+        SCALE="$SCALE" PEERS_BUILD="$PEERS_BUILD" ECHO_SERVERS="$ECHO_SERVERS" ECHO_CONNS="$ECHO_CONNS" \
+        HTTP_SERVERS="$HTTP_SERVERS" HTTP_CONNS="$HTTP_CONNS" bash "$PEERS_DIR/run.sh" | tee "$OUT"
     # The peers' table has mutex_uncontended for `thread` only (the std::mutex floor, in a
     # single-threaded process, where glibc drops the lock prefix); weft's row runs here. Its
     # std_ns= is std::mutex in weft's multi-threaded process: the like-for-like floor.
@@ -227,8 +275,16 @@ ln -sf "$(basename "$OUT")" "$RES_DIR/latest.txt"
 
 echo
 if [ "$have_peers" = 1 ]; then
-    echo "# weft vs peers (medians; ratio = weft / peer, < 1 means weft is faster or smaller)"
-    ratio_table "$OUT" | tee "$RATIOS"
+    : >"$RATIOS"
+    if awk '/^RESULT / && !/^RESULT name=(echo|http) / { f = 1 } END { exit !f }' "$OUT"; then
+        echo "# weft vs peers (medians; ratio = weft / peer, < 1 means weft is faster or smaller)"
+        ratio_table "$OUT" | tee "$RATIOS"
+    fi
+    if grep -Eq '^RESULT name=(echo|http) ' "$OUT"; then
+        echo
+        echo "# servers (medians; rps ratio = weft / peer, > 1 means weft serves more requests per second)"
+        server_table "$OUT" | tee -a "$RATIOS"
+    fi
 fi
 nfail=$(grep -c '^# FAILED' "$OUT" || true)
 echo "# results: $OUT"
