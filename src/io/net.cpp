@@ -201,6 +201,21 @@ int take_fd(net_fd& s, const char* what) noexcept {
     return (u & closing_bit) ? -1 : fd;                           // a closed socket's fd is already gone
 }
 
+/// Move-assignment's descriptor part: closes what `dst` held, takes `src`'s.
+void assign_fd(net_fd& dst, net_fd& src) noexcept {
+    if (dst.use.load(std::memory_order_relaxed) >= one_call) abort_in_use("assigned to");  // relaxed: a misuse check
+    close_fd(dst);
+    const int fd = take_fd(src, "moved");
+    dst.use.store(0, std::memory_order_relaxed);  // relaxed: not shared (no call in flight)
+    dst.fd.store(fd, std::memory_order_relaxed);  // relaxed: as above
+}
+
+/// A socket's destructor.
+void destroy_fd(net_fd& s) noexcept {
+    close_fd(s);
+    if (s.use.load(std::memory_order_relaxed) >= one_call) abort_in_use("destroyed");  // relaxed: a misuse check
+}
+
 /// One call in flight (N2): enters in the constructor, leaves in the destructor.
 class call {
 public:
@@ -306,11 +321,7 @@ tcp_stream::tcp_stream(tcp_stream&& o) noexcept
 
 tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
     if (this != &o) {
-        if (fd_.use.load(std::memory_order_relaxed) >= one_call) abort_in_use("assigned to");  // relaxed: a misuse check
-        close_fd(fd_);
-        const int fd = take_fd(o.fd_, "moved");
-        fd_.use.store(0, std::memory_order_relaxed);  // relaxed: not shared (no call in flight)
-        fd_.fd.store(fd, std::memory_order_relaxed);  // relaxed: as above
+        assign_fd(fd_, o.fd_);
         read_deadline_ = o.read_deadline_;
         write_deadline_ = o.write_deadline_;
     }
@@ -318,8 +329,7 @@ tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
 }
 
 tcp_stream::~tcp_stream() {
-    close_fd(fd_);
-    if (fd_.use.load(std::memory_order_relaxed) >= one_call) abort_in_use("destroyed");  // relaxed: a misuse check
+    destroy_fd(fd_);
 }
 
 tcp_stream tcp_stream::connect(const endpoint& to, std::chrono::nanoseconds timeout) {
@@ -427,19 +437,14 @@ tcp_listener::tcp_listener(tcp_listener&& o) noexcept : fd_(take_fd(o.fd_, "move
 
 tcp_listener& tcp_listener::operator=(tcp_listener&& o) noexcept {
     if (this != &o) {
-        if (fd_.use.load(std::memory_order_relaxed) >= one_call) abort_in_use("assigned to");  // relaxed: a misuse check
-        close_fd(fd_);
-        const int fd = take_fd(o.fd_, "moved");
-        fd_.use.store(0, std::memory_order_relaxed);  // relaxed: not shared (no call in flight)
-        fd_.fd.store(fd, std::memory_order_relaxed);  // relaxed: as above
+        assign_fd(fd_, o.fd_);
         deadline_ = o.deadline_;
     }
     return *this;
 }
 
 tcp_listener::~tcp_listener() {
-    close_fd(fd_);
-    if (fd_.use.load(std::memory_order_relaxed) >= one_call) abort_in_use("destroyed");  // relaxed: a misuse check
+    destroy_fd(fd_);
 }
 
 tcp_listener tcp_listener::bind(const endpoint& at, int backlog) {
@@ -535,11 +540,7 @@ udp_socket::udp_socket(udp_socket&& o) noexcept
 
 udp_socket& udp_socket::operator=(udp_socket&& o) noexcept {
     if (this != &o) {
-        if (fd_.use.load(std::memory_order_relaxed) >= one_call) abort_in_use("assigned to");  // relaxed: a misuse check
-        close_fd(fd_);
-        const int fd = take_fd(o.fd_, "moved");
-        fd_.use.store(0, std::memory_order_relaxed);  // relaxed: not shared (no call in flight)
-        fd_.fd.store(fd, std::memory_order_relaxed);  // relaxed: as above
+        assign_fd(fd_, o.fd_);
         read_deadline_ = o.read_deadline_;
         write_deadline_ = o.write_deadline_;
     }
@@ -547,8 +548,7 @@ udp_socket& udp_socket::operator=(udp_socket&& o) noexcept {
 }
 
 udp_socket::~udp_socket() {
-    close_fd(fd_);
-    if (fd_.use.load(std::memory_order_relaxed) >= one_call) abort_in_use("destroyed");  // relaxed: a misuse check
+    destroy_fd(fd_);
 }
 
 udp_socket udp_socket::bind(const endpoint& at) {
