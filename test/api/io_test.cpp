@@ -173,10 +173,10 @@ TEST_P(RuntimeTest, IoDeadlineThrowsTimedOutNeverEarly) {
 TEST_P(RuntimeTest, IoCloseWakesAParkedFiberWithBadDescriptor) {
     pipe_pair p;
     std::atomic<bool> waiting{false};
-    auto h = rt.spawn([&] {
+    auto h = rt.spawn([&waiting, fd = p.r] {  // the fd by value: the test clears p.r meanwhile
         waiting = true;
         try {
-            weft::io::wait_readable(p.r);
+            weft::io::wait_readable(fd);
         } catch (const std::system_error& e) {
             return code_of(e);
         }
@@ -192,9 +192,9 @@ TEST_P(RuntimeTest, IoCloseWakesAParkedFiberWithBadDescriptor) {
 TEST_P(RuntimeTest, IoCloseWakesAPlainThreadWithBadDescriptor) {
     pipe_pair p;
     std::atomic<int> result{-1};
-    std::thread t([&] {
+    std::thread t([&result, fd = p.r] {  // the fd by value: the test clears p.r meanwhile
         try {
-            weft::io::wait_readable(p.r);
+            weft::io::wait_readable(fd);
             result = 0;
         } catch (const std::system_error& e) {
             result = e.code().value();
