@@ -75,18 +75,36 @@ std::uint64_t event_data(int fd, std::uint32_t gen) noexcept {
 
 [[noreturn]] void throw_errno(int e, const char* what) { throw std::system_error(e, std::generic_category(), what); }
 
-/// Wakes every waiter of `q` (under the pd lock); returns how many woke.
-/// `token` tells them why (0: readiness, closed_token: io_close).
-std::size_t wake_list(waiter_list& q, std::uintptr_t token) noexcept {
-    std::size_t woken = 0;
-    while (waiter* w = q.pop_front()) {  // Q1: unlinked before the wake
-        if (!claim_waiter(*w)) continue;  // its deadline or the canceller came first (Q2)
-        w->token = token;
-        complete_unpark(*w);  // E5: onto this worker (LIFO slot, then its woken queue)
-        ++woken;
+/// Waiters claimed under a pd lock, woken after it is released (as channels
+/// do, C-style): the wake may take the idle set's mutex and a futex syscall,
+/// which should not run while other workers spin on the descriptor.
+class claimed_waiters {
+public:
+    /// Claims every waiter of `q` (pd lock held); `token` tells them why
+    /// (0: readiness, closed_token: io_close). Returns how many it claimed.
+    std::size_t claim_all(waiter_list& q, std::uintptr_t token) noexcept {
+        std::size_t n = 0;
+        while (waiter* w = q.pop_front()) {  // Q1: unlinked before the wake
+            if (!claim_waiter(*w)) continue;  // its deadline or the canceller came first (Q2)
+            w->token = token;
+            w->next = head_;  // the list links are free once unlinked
+            head_ = w;
+            ++n;
+        }
+        return n;
     }
-    return woken;
-}
+    /// After the pd lock is released. E5: onto this worker (LIFO slot, then its woken queue).
+    void wake() noexcept {
+        while (waiter* w = head_) {
+            head_ = w->next;  // read before the wake: the record lives on the woken fiber's stack
+            complete_unpark(*w);
+        }
+    }
+    ~claimed_waiters() { wake(); }
+
+private:
+    waiter* head_ = nullptr;
+};
 
 /// The events a one-shot arm asks for: the directions somebody waits for.
 std::uint32_t oneshot_mask(const poll_desc& p) noexcept {
@@ -141,11 +159,8 @@ void thread_wait(int fd, bool write, std::int64_t deadline_ns) {
     }
 }
 
-/// A fiber's wait on a locked pd that is owned or just armed. Unlocks it.
-void park_on_desc(poll_desc& p, bool write, std::int64_t deadline_ns, fiber* self) {
-    waiter w{self};
-    waiter_list& q = write ? p.wq : p.rq;
-    q.push_back(w);
+/// A fiber's wait: `w` is linked on `q` of the locked pd. Unlocks it.
+void park_on_desc(poll_desc& p, waiter& w, waiter_list& q, bool write, std::int64_t deadline_ns) {
     const wake_reason why = park_waiter(w, p.lk, write ? "io write" : "io read", deadline_ns);
     if (why == wake_reason::notified) {
         if (w.token == closed_token) throw_errno(EBADF, "weft io: descriptor closed while waiting");
@@ -229,23 +244,22 @@ std::size_t reactor::poll(std::int64_t timeout_ns) noexcept {
             p->lk.unlock();
             continue;
         }
+        claimed_waiters ready;
         if (rd) {
-            const std::size_t k = wake_list(p->rq, 0);
+            const std::size_t k = ready.claim_all(p->rq, 0);
             if (k == 0 && p->owner) p->rready = true;  // E2: keep the edge for the next reader
             woken += k;
         }
         if (wr) {
-            const std::size_t k = wake_list(p->wq, 0);
+            const std::size_t k = ready.claim_all(p->wq, 0);
             if (k == 0 && p->owner) p->wready = true;
             woken += k;
         }
-        if (!p->owner && p->oneshot_ep == ep_ && (!p->rq.empty() || !p->wq.empty())) {
-            if (int err = arm_oneshot(*p, ep_, fd)) {  // E3: cannot re-arm (closed under us): let them retry
-                (void)err;
-                woken += wake_list(p->rq, 0) + wake_list(p->wq, 0);
-            }
-        }
+        if (!p->owner && p->oneshot_ep == ep_ && (!p->rq.empty() || !p->wq.empty()) &&
+            arm_oneshot(*p, ep_, fd) != 0)  // E3: cannot re-arm (closed under us): let them retry
+            woken += ready.claim_all(p->rq, 0) + ready.claim_all(p->wq, 0);
         p->lk.unlock();
+        ready.wake();
     }
     return woken;
 }
@@ -256,6 +270,7 @@ void reactor::detach_all() noexcept {
         if (!chunk) continue;
         for (int i = 0; i < chunk_size; ++i) {
             poll_desc& p = chunk[i];
+            claimed_waiters retry;
             p.lk.lock();
             if (p.owner == this || p.oneshot_ep == ep_) {
                 if (p.owner == this) add_active(-1);
@@ -263,8 +278,8 @@ void reactor::detach_all() noexcept {
                 p.oneshot_ep = -1;
                 p.rready = p.wready = false;
                 // Other runtimes' fibers (if any) retry and register with their own reactor.
-                (void)wake_list(p.rq, 0);
-                (void)wake_list(p.wq, 0);
+                retry.claim_all(p.rq, 0);
+                retry.claim_all(p.wq, 0);
             }
             p.lk.unlock();
         }
@@ -298,7 +313,10 @@ void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
         p.lk.unlock();
         return;
     }
-    park_on_desc(p, write, deadline_ns, self);
+    waiter w{self};
+    waiter_list& q = write ? p.wq : p.rq;
+    q.push_back(w);
+    park_on_desc(p, w, q, write, deadline_ns);
 }
 
 void io_wait(int fd, bool write, std::int64_t deadline_ns) {
@@ -314,23 +332,23 @@ void io_wait(int fd, bool write, std::int64_t deadline_ns) {
     waiter_list& q = write ? p.wq : p.rq;
     waiter w{self};
     q.push_back(w);
-    if (const int err = arm_oneshot(p, r.epoll_fd(), fd)) {
+    if (const int err = arm_oneshot(p, r.epoll_fd(), fd)) {  // E3: with w linked, so its direction is armed
         q.remove(w);
         p.lk.unlock();
         throw_errno(err, err == EPERM ? "wait_readable/wait_writable: descriptor does not support epoll"
                                       : "epoll_ctl");
     }
-    q.remove(w);
     r.add_active(1);
     struct active_guard {
         reactor& r;
         ~active_guard() { r.add_active(-1); }
     } guard{r};
-    park_on_desc(p, write, deadline_ns, self);
+    park_on_desc(p, w, q, write, deadline_ns);
 }
 
 int io_close(int fd) noexcept {
     if (poll_desc* p = find_desc(fd)) {
+        claimed_waiters closed;
         p->lk.lock();
         // release: a thread waiter that sees the new gen sees the close (acquire in thread_wait).
         p->gen.store(p->gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
@@ -338,9 +356,10 @@ int io_close(int fd) noexcept {
         p->owner = nullptr;
         p->oneshot_ep = -1;
         p->rready = p->wready = false;
-        (void)wake_list(p->rq, closed_token);
-        (void)wake_list(p->wq, closed_token);
+        closed.claim_all(p->rq, closed_token);
+        closed.claim_all(p->wq, closed_token);
         p->lk.unlock();
+        closed.wake();
     }
     return ::close(fd);
 }

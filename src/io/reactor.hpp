@@ -41,7 +41,9 @@
 //     queue, where idle workers steal them): readiness runs where it was seen.
 //
 // Memory orders: see each atomic. The pd lock orders everything about
-// waiters; a woken fiber is published by the run-queue hand-off.
+// waiters; a waiter is claimed under it and woken after it is released (the
+// claim, Q4 of sync/wait_queue.hpp, already excludes its deadline and the
+// canceller); a woken fiber is published by the run-queue hand-off.
 //
 // Tested by test/api/io_test.cpp and test/api/net_test.cpp.
 #pragma once
@@ -63,7 +65,9 @@ public:
 
     int epoll_fd() const noexcept { return ep_; }
     /// Worth polling: a descriptor is registered or a one-shot waiter is armed.
-    bool active() const noexcept { return active_.load(std::memory_order_relaxed) > 0; }  // relaxed: hint; E4 covers sleepers
+    // relaxed: a hint. The worker that ran a registering fiber sees its own increment (program
+    // order) and polls before it sleeps; others see it within a poll interval at worst.
+    bool active() const noexcept { return active_.load(std::memory_order_relaxed) > 0; }
     void add_active(int n) noexcept { active_.fetch_add(n, std::memory_order_relaxed); }   // relaxed: a counter
 
     /// Harvests ready events and wakes their fibers onto the calling worker
