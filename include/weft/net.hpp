@@ -41,11 +41,12 @@
 #include <weft/config.hpp>
 
 namespace weft::detail {
-/// Internal (src/io/net.cpp, N1-N4): a socket descriptor and the count of
+/// Internal (src/io/net.cpp, N1-N6): a socket descriptor and the count of
 /// calls using it. Not a public API.
 struct net_fd {
     mutable std::atomic<int> fd{-1};            // -1: none (never opened, released, or closed)
     mutable std::atomic<std::uint32_t> use{0};  // bit 0: close() began; bits 1..: calls in flight
+    mutable std::atomic<std::uint64_t> drained{0};  // N6: 0, or 1 | the read sequence before a short read << 1
     net_fd() noexcept = default;
     explicit net_fd(int f) noexcept : fd(f) {}
     int get() const noexcept { return fd.load(std::memory_order_relaxed); }  // relaxed: a snapshot, no data behind it

@@ -35,8 +35,9 @@
 //     Hence a call woken by N3 throws EBADF without another wait.
 //  N5 Deadlines are read once, when a call starts (net_deadline is a relaxed
 //     atomic so that another fiber may set it meanwhile, without effect on
-//     that call). A call waits only after EAGAIN: a call that need not wait
-//     succeeds even past its deadline.
+//     that call). A call waits only after EAGAIN or, N6, after the last
+//     read drained the queue, and then not once its deadline has passed: a
+//     call that need not wait succeeds even past its deadline.
 //
 // Memory orders. Entering is a relaxed CAS: it publishes nothing, and the
 // descriptor it then loads was stored before the socket object was shared
@@ -48,16 +49,24 @@
 // in the loop is relaxed: it is a hint that shutdown(2) also makes true in
 // the kernel's view (any order: the call re-checks after every wake).
 //
-// Rejected: after a short read, waiting for readiness *before* the next
-// recv(2) (saving the EAGAIN call per request/response round). A short read
-// does not mean that a new edge will come: an end of stream or a reset that
-// arrived with the last bytes (one coalesced edge, consumed by the wait before
-// that read) is a state, not new data, so the next read would wait forever;
-// the same after a read_exact() that consumed an edge and left bytes queued,
-// and at TCP urgent data (a read stops at the mark). Tested by
-// ReadSeesEndOfStreamOrResetThatCameWithTheLastBytes and
-// ReadAfterAReadExactThatLeftDataQueued in test/api/net_test.cpp. It would
-// need a sticky hang-up/error bit per descriptor in the reactor.
+//  N6 A stream read whose recv(2) came back short (the receive queue was
+//     empty then) records the reactor's read sequence loaded before it
+//     (`drained`, reactor.hpp E6); the next read waits with io_wait_drained
+//     before its first recv instead of after an EAGAIN one - one system call
+//     less per request/response round, as the epoll baseline's "a short read
+//     means drained". A full read, end of stream, an error, a move or
+//     release() clears the mark (a stale mark is still sound: E6 re-checks
+//     under the descriptor lock; clearing only spares a useless park). What
+//     makes it sound where a bare "short read => wait" is not: an end of
+//     stream, reset or urgent byte that came with the last bytes is a state
+//     without a new edge (E6's sticky bit), and a read_exact() or a second
+//     reader may have taken an edge and left bytes queued (the sequence
+//     moved). Tested by ReadSeesEndOfStreamOrResetThatCameWithTheLastBytes,
+//     ReadAfterAReadExactThatLeftDataQueued and their neighbours in
+//     test/api/net_test.cpp.
+//
+// Memory orders of `drained`: relaxed - a hint whose soundness E6 checks under
+// the descriptor lock; any value a reader stored is sound for this descriptor.
 //
 // Decisions where net.hpp is silent (and why):
 //  - Concurrency of calls is not serialised (Go serialises reads and writes
@@ -198,6 +207,7 @@ int take_fd(net_fd& s, const char* what) noexcept {
     if (u >= one_call) abort_in_use(what);
     const int fd = s.fd.exchange(-1, std::memory_order_relaxed);  // relaxed: not shared (no call in flight)
     s.use.store(0, std::memory_order_relaxed);                    // relaxed: as above
+    s.drained.store(0, std::memory_order_relaxed);                // relaxed: as above (N6)
     return (u & closing_bit) ? -1 : fd;                           // a closed socket's fd is already gone
 }
 
@@ -207,6 +217,7 @@ void assign_fd(net_fd& dst, net_fd& src) noexcept {
     close_fd(dst);
     const int fd = take_fd(src, "moved");
     dst.use.store(0, std::memory_order_relaxed);  // relaxed: not shared (no call in flight)
+    dst.drained.store(0, std::memory_order_relaxed);  // relaxed: as above (N6)
     dst.fd.store(fd, std::memory_order_relaxed);  // relaxed: as above
 }
 
@@ -279,6 +290,50 @@ std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t dead
             wait_ready(c.fd(), write, deadline, what);
             continue;
         }
+        if (c.closing()) c.throw_closed(op);
+        throw_errno(e, what());
+    }
+}
+
+/// One stream recv into buf[0, n), n > 0, with N6: waits first if the last
+/// read drained the queue, records whether this one did. Returns recv's
+/// non-negative result (0: end of stream).
+template <class What>
+std::size_t stream_recv(const call& c, net_fd& s, const char* op, std::int64_t deadline, void* buf, std::size_t n,
+                        const What& what) {
+    const std::uint64_t mark = s.drained.load(std::memory_order_relaxed);  // relaxed: N6
+    if (mark != 0) {
+        if (c.closing()) c.throw_closed(op);
+        try {
+            weft::detail::io_wait_drained(c.fd(), static_cast<std::uint32_t>(mark >> 1), deadline);
+        } catch (const weft::fiber_error&) {
+            throw;
+        } catch (const std::system_error& e) {
+            throw std::system_error(e.code(), what());
+        }
+    }
+    for (;;) {
+        if (c.closing()) c.throw_closed(op);
+        const std::uint32_t seq = weft::detail::io_read_seq(c.fd());
+        const ssize_t r = sys_recv(c.fd(), buf, n);
+        if (r > 0) {
+            const auto got = static_cast<std::size_t>(r);
+            // relaxed: N6.
+            s.drained.store(got < n ? (std::uint64_t{seq} << 1) | 1 : 0, std::memory_order_relaxed);
+            return got;
+        }
+        if (r == 0) {
+            s.drained.store(0, std::memory_order_relaxed);  // relaxed: N6
+            if (c.closing()) c.throw_closed(op);  // our own shutdown, not the peer's end of stream
+            return 0;
+        }
+        const int e = errno;
+        if (e == EINTR) continue;
+        if (e == EAGAIN || e == EWOULDBLOCK) {
+            wait_ready(c.fd(), false, deadline, what);
+            continue;
+        }
+        s.drained.store(0, std::memory_order_relaxed);  // relaxed: N6
         if (c.closing()) c.throw_closed(op);
         throw_errno(e, what());
     }
@@ -366,9 +421,8 @@ tcp_stream tcp_stream::connect(std::string_view to, std::chrono::nanoseconds tim
 std::size_t tcp_stream::read(void* buf, std::size_t n) {
     call c(fd_, "read");
     if (n == 0) return 0;
-    return io_loop(c, "read", false, deadline_ns(read_deadline_.get()),
-                   [buf, n](int fd) { return sys_recv(fd, buf, n); },
-                   [&c] { return describe("read", c.fd(), true); });
+    return stream_recv(c, fd_, "read", deadline_ns(read_deadline_.get()), buf, n,
+                       [&c] { return describe("read", c.fd(), true); });
 }
 
 bool tcp_stream::read_exact(void* buf, std::size_t n) {
@@ -377,9 +431,8 @@ bool tcp_stream::read_exact(void* buf, std::size_t n) {
     auto* p = static_cast<char*>(buf);
     std::size_t got = 0;
     while (got < n) {
-        const std::size_t r = io_loop(c, "read_exact", false, deadline,
-                                      [p, got, n](int fd) { return sys_recv(fd, p + got, n - got); },
-                                      [&c] { return describe("read_exact", c.fd(), true); });
+        const std::size_t r = stream_recv(c, fd_, "read_exact", deadline, p + got, n - got,
+                                          [&c] { return describe("read_exact", c.fd(), true); });
         if (r == 0) {
             if (got == 0) return false;
             throw_errno(ENODATA, describe("read_exact", c.fd(), true) + ": stream ended after " +

@@ -35,6 +35,8 @@ struct alignas(64) poll_desc {
     waiter_list rq, wq;          // fibers waiting to read / write; guarded by lk
     bool rready = false;         // E2: an edge found no reader; guarded by lk
     bool wready = false;
+    bool rsticky = false;        // E6: hang-up, error or urgent data seen; guarded by lk
+    std::atomic<std::uint32_t> rseq{0};  // E6: read-side events harvested; written under lk, loaded without it
     reactor* owner = nullptr;    // owned registration (E2); guarded by lk
     int oneshot_ep = -1;         // the epoll set a one-shot arm went to last (E3); guarded by lk
     std::atomic<std::uint32_t> gen{0};  // E1: written under lk; read by thread waiters
@@ -246,6 +248,10 @@ std::size_t reactor::poll(std::int64_t timeout_ns) noexcept {
         }
         claimed_waiters ready;
         if (rd) {
+            // relaxed load: we hold lk, the writers' lock. release store: pairs with
+            // io_read_seq's acquire (E6; a stale value there only costs a recv).
+            p->rseq.store(p->rseq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+            if (e & (EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) p->rsticky = true;
             const std::size_t k = ready.claim_all(p->rq, 0);
             if (k == 0 && p->owner) p->rready = true;  // E2: keep the edge for the next reader
             woken += k;
@@ -288,15 +294,15 @@ void reactor::detach_all() noexcept {
 
 // ---------------------------------------------------------------- waits
 
-void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
-    fiber* self = current_fiber();
-    if (!self) return thread_wait(fd, write, deadline_ns);
-    poll_desc& p = desc_of(fd);
-    reactor& r = self->rt->io;
-    p.lk.lock();
-    if (!p.owner) {  // E2: registered once, for the descriptor's life (until io_close)
+namespace {
+
+/// E2: registers fd once, for the descriptor's life (until io_close). p.lk
+/// held; released if it throws.
+void register_owned(poll_desc& p, int fd, reactor& r) {
+    if (!p.owner) {
         epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        // EPOLLPRI: urgent data stops a read short with bytes behind it (E6).
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
         ev.data.u64 = event_data(fd, p.gen.load(std::memory_order_relaxed));  // relaxed: we hold lk
         if (::epoll_ctl(r.epoll_fd(), EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST) {
             const int e = errno;
@@ -305,8 +311,19 @@ void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
         }
         p.owner = &r;
         p.rready = p.wready = false;
+        p.rsticky = false;  // E6: the registration reports the current state as an edge
         r.add_active(1);
     }
+}
+
+}  // namespace
+
+void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
+    fiber* self = current_fiber();
+    if (!self) return thread_wait(fd, write, deadline_ns);
+    poll_desc& p = desc_of(fd);
+    p.lk.lock();
+    register_owned(p, fd, self->rt->io);
     bool& ready = write ? p.wready : p.rready;
     if (ready) {
         ready = false;
@@ -317,6 +334,32 @@ void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
     waiter_list& q = write ? p.wq : p.rq;
     q.push_back(w);
     park_on_desc(p, w, q, write, deadline_ns);
+}
+
+std::uint32_t io_read_seq(int fd) {
+    return desc_of(fd).rseq.load(std::memory_order_acquire);  // acquire: pairs with the poller's release (E6)
+}
+
+void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns) {
+    fiber* self = current_fiber();
+    if (!self) return;  // a plain thread's wait is poll(2), level-triggered: nothing to save
+    if (deadline_ns != no_deadline && deadline_ns <= steady_now_ns()) return;  // N5: the recv decides
+    poll_desc& p = desc_of(fd);
+    p.lk.lock();
+    register_owned(p, fd, self->rt->io);
+    // relaxed: we hold lk, the writers' lock.
+    if (p.rready || p.rsticky || p.rseq.load(std::memory_order_relaxed) != seq) {
+        p.rready = false;  // consumed as io_wait_owned would: the caller's recv follows
+        p.lk.unlock();
+        return;
+    }
+    waiter w{self};
+    p.rq.push_back(w);
+    try {
+        park_on_desc(p, w, p.rq, false, deadline_ns);
+    } catch (const std::system_error& e) {
+        if (e.code() != std::errc::timed_out) throw;  // the deadline: let the caller's recv report it
+    }
 }
 
 void io_wait(int fd, bool write, std::int64_t deadline_ns) {
@@ -356,6 +399,7 @@ int io_close(int fd) noexcept {
         p->owner = nullptr;
         p->oneshot_ep = -1;
         p->rready = p->wready = false;
+        p->rsticky = false;
         closed.claim_all(p->rq, closed_token);
         closed.claim_all(p->wq, closed_token);
         p->lk.unlock();

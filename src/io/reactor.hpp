@@ -39,6 +39,17 @@
 //     at any time (epoll hands each edge to one caller).
 //  E5 Woken fibers go to the polling worker (its LIFO slot, then its woken
 //     queue, where idle workers steal them): readiness runs where it was seen.
+//  E6 Drained waits (for net.cpp's N6). Every harvested read-side event of
+//     the current generation adds one to the pd's `rseq` (under the lock), and
+//     one whose mask says hang-up, error or urgent data sets `rsticky` (a state
+//     that a read can stop short at without a new edge to follow; cleared only
+//     by registration and io_close). A reader that loaded rseq = s before a
+//     recv(2) that came back short (the receive queue was empty at that moment)
+//     may later wait *without* another recv: io_wait_drained(fd, s) parks only
+//     if, under the lock, `rready` and `rsticky` are clear and rseq is still s.
+//     Sound because every byte queued after the short read came with a wake-up
+//     of the epoll item after it, i.e. an edge not yet harvested (it will wake
+//     the parked reader: E2) or one harvested since (rseq moved: no park).
 //
 // Memory orders: see each atomic. The pd lock orders everything about
 // waiters; a waiter is claimed under it and woken after it is released (the
@@ -95,5 +106,15 @@ private:
 /// (weft/io.hpp): throws timed_out, bad_file_descriptor, operation_cancelled.
 /// The socket must be closed with io_close. Plain threads: poll(2).
 void io_wait_owned(int fd, bool write, std::int64_t deadline_ns);
+
+/// E6: the read-edge sequence of fd's poll descriptor, to load before a recv.
+std::uint32_t io_read_seq(int fd);
+/// E6: after a recv that came back short with io_read_seq() == seq before it,
+/// waits for data without trying another recv first (a fiber; a plain thread
+/// returns at once). Returns when a recv is worth trying: after a wake-up, an
+/// edge since `seq`, or at the deadline (no throw: the caller's recv and its
+/// ordinary wait then report the timeout, N5). Throws bad_file_descriptor
+/// (io_close) and operation_cancelled as io_wait_owned.
+void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns);
 
 }  // namespace weft::detail

@@ -208,16 +208,7 @@ fiber* worker::pick() noexcept {
         fiber* f = nullptr;
         if (++tick_ % fairness_interval == 0) {  // W3: the oldest work first now and then
             yq_flush();                          // W5
-            // W7: ready descriptors are not starved by busy fibers. Not while a
-            // parking fiber's lock is still held (pick() runs before the
-            // post-switch hook): it may be the very descriptor lock poll() takes.
-            if (pending_unlock_ == nullptr && rt_.io.active()) {
-                const std::int64_t now = now_ns();
-                if (now - last_poll_ns_ >= io_poll_interval_ns) {
-                    last_poll_ns_ = now;
-                    (void)rt_.io.poll(0);
-                }
-            }
+            poll_io_tick();
             f = take_injected();
             if (!f) f = dq_.pop_oldest();
         }
@@ -242,12 +233,24 @@ fiber* worker::pick() noexcept {
     }
 }
 
+void worker::poll_io_tick() noexcept {
+    // W7: ready descriptors are not starved by busy fibers (yielding ones
+    // included). Not while a parking fiber's lock is still held (pick() runs
+    // before the post-switch hook): it may be the very descriptor lock poll() takes.
+    if (pending_unlock_ != nullptr || !rt_.io.active()) return;
+    const std::int64_t now = now_ns();
+    if (now - last_poll_ns_ < io_poll_interval_ns) return;
+    last_poll_ns_ = now;
+    (void)rt_.io.poll(0);  // E5: woken fibers land in our LIFO slot and woken queue
+}
+
 fiber* worker::pick_for_yield() noexcept {
     run_timers();
     for (;;) {
         fiber* f = nullptr;
         if (++tick_ % fairness_interval == 0 || (yq_head_ && rt_.idle.someone_sleeps())) {  // W5
             yq_flush();  // W5
+            poll_io_tick();
             f = take_injected();
         }
         if (!f && lifo_) {

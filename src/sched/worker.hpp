@@ -48,8 +48,8 @@
 //     non-empty ring never sleeps.
 //  W7 I/O (io/reactor.hpp E4, E5): a worker that finds nothing to run polls
 //     the reactor without blocking before it spins; a busy worker polls it
-//     every fairness tick once `io_poll_interval_ns` has passed since its last
-//     poll (Go's sysmon does this every 10 ms), so ready descriptors are not
+//     every fairness tick (of pick() and of yields alike) once
+//     `io_poll_interval_ns` has passed since its last poll (Go's sysmon does this every 10 ms), so ready descriptors are not
 //     starved by CPU-bound fibers; a sleeping worker blocks in epoll_wait
 //     instead of on its futex if no other worker does (at most one). While
 //     descriptors are registered, idle workers do not spin (spin()): the
@@ -190,6 +190,7 @@ private:
     void stop_searching() noexcept;
     fiber* spin() noexcept;
     void sleep() noexcept;
+    void poll_io_tick() noexcept;
     fiber* poll_io() noexcept;
     enum class epoll_sleep : std::uint8_t { not_used, returned, got_work };
     epoll_sleep sleep_in_epoll(std::int64_t timeout_ns) noexcept;

@@ -86,6 +86,26 @@ TEST_P(RuntimeTest, IoWaitReadableParksUntilAThreadWrites) {
     EXPECT_TRUE(parked_long_enough);
 }
 
+// A fiber that yields in a loop (on every worker) does not starve a fiber
+// whose descriptor became ready: busy workers poll the reactor, yields
+// included (worker.hpp W7).
+TEST_P(RuntimeTest, IoReadinessIsSeenWhileEveryWorkerYields) {
+    pipe_pair p;
+    std::atomic<bool> got{false};
+    auto reader = rt.spawn([&] {
+        const char c = read_byte(p.r);
+        got = true;
+        return c;
+    });
+    std::vector<weft::join_handle<bool>> spinners;
+    for (std::size_t i = 0; i < GetParam(); ++i)
+        spinners.push_back(rt.spawn([&] { return weft_test::yield_until([&] { return got.load(); }); }));
+    std::this_thread::sleep_for(20ms);  // the reader is parked, the spinners spin
+    write_byte(p.w, 'y');
+    for (auto& s : spinners) EXPECT_TRUE(s.join());
+    EXPECT_EQ(reader.join(), 'y');
+}
+
 TEST_P(RuntimeTest, IoPipePingPongBetweenManyFiberPairs) {
     const std::size_t pairs = weft_test::scaled(200);
     const int rounds = weft_test::sanitized ? 20 : 200;

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -458,6 +459,123 @@ TEST_P(NetTest, ReadSeesEndOfStreamOrResetThatCameWithTheLastBytes) {
                 EXPECT_FALSE(f.code) << f.what;
             }
         }
+    });
+}
+
+// Urgent data stops a read short with bytes queued behind the mark and no
+// further edge to come: the reads after it must still get every ordinary
+// byte (the urgent byte itself is out of band).
+TEST_P(NetTest, ReadsGetPastUrgentData) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();
+        char buf[256];
+        s.write_all("abc");
+        ASSERT_EQ(c.read(buf, sizeof buf), 3u);  // short: the queue is empty now
+        auto writer = weft::spawn([&s] {
+            weft::this_fiber::sleep_for(10ms);  // so that the next read waits first
+            ASSERT_EQ(::send(s.native_handle(), "deX", 3, MSG_OOB), 3);  // "de", then urgent "X"
+            ASSERT_EQ(::send(s.native_handle(), "fgh", 3, 0), 3);
+        });
+        c.set_read_deadline(clk::now() + 2s);
+        std::string got;
+        const failure f = failure_of([&] {
+            while (got.size() < 5) got.append(buf, c.read(buf, sizeof buf));
+        });
+        writer.join();
+        EXPECT_FALSE(f.code) << f.what;
+        EXPECT_EQ(got, "defgh");
+    });
+}
+
+// A read whose deadline has passed still returns bytes that are queued, even
+// right after a short read (when the next read would otherwise wait first).
+TEST_P(NetTest, ReadPastItsDeadlineReturnsQueuedBytesAfterAShortRead) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();
+        char buf[256];
+        s.write_all("abc");
+        ASSERT_EQ(c.read(buf, sizeof buf), 3u);
+        s.write_all("defg");
+        weft::this_fiber::sleep_for(10ms);  // queued by now
+        c.set_read_deadline(clk::now() - 1s);
+        EXPECT_EQ(c.read(buf, sizeof buf), 4u);
+        EXPECT_EQ(std::string(buf, 4), "defg");
+        const failure f = failure_of([&] { (void)c.read(buf, sizeof buf); });
+        EXPECT_EQ(f.code, std::errc::timed_out) << f.what;
+        c.set_read_deadline(clk::now() + 20ms);  // after a short read too: waits, then times out
+        const failure g = failure_of([&] { (void)c.read(buf, sizeof buf); });
+        EXPECT_EQ(g.code, std::errc::timed_out) << g.what;
+    });
+}
+
+// Several fibers read one stream at once, with read() and read_exact() of
+// random sizes, while a writer sends random pieces with pauses between them:
+// together they get every byte, and none of them waits for data that was
+// already queued (the stream ends; a read deadline catches a hang).
+TEST_P(NetTest, ConcurrentReadersOfOneStreamGetEveryByte) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();
+        constexpr std::size_t total = 200000;
+        c.set_read_deadline(clk::now() + 20s);
+        std::atomic<std::size_t> received{0};
+        std::vector<weft::join_handle<failure>> readers;
+        for (int r = 0; r < 4; ++r) {
+            readers.push_back(weft::spawn([&c, &received, r] {
+                std::mt19937 rng(static_cast<unsigned>(r + 1));
+                std::vector<char> buf(2048);
+                return failure_of([&] {
+                    for (;;) {
+                        const std::size_t want = 1 + rng() % buf.size();
+                        if (rng() % 4 == 0) {
+                            try {
+                                if (!c.read_exact(buf.data(), want)) return;
+                                received.fetch_add(want);
+                            } catch (const std::system_error& e) {
+                                if (e.code() != std::errc::no_message_available) throw;
+                                return;  // the end came inside this read_exact: its bytes are not counted
+                            }
+                        } else {
+                            const std::size_t k = c.read(buf.data(), want);
+                            if (k == 0) return;
+                            received.fetch_add(k);
+                        }
+                    }
+                });
+            }));
+        }
+        std::mt19937 rng(42);
+        std::vector<char> chunk(4096, 'x');
+        std::size_t sent = 0;
+        while (sent < total) {
+            const std::size_t k = std::min<std::size_t>(total - sent, 1 + rng() % chunk.size());
+            s.write_all(chunk.data(), k);
+            sent += k;
+            if (rng() % 8 == 0) weft::this_fiber::sleep_for(1ms);
+            else weft::this_fiber::yield();
+        }
+        // The readers take every queued byte: none waits while bytes are
+        // queued (a read_exact may wait for more than was sent; it holds its
+        // bytes, not the socket's). Before the end of stream, which would wake
+        // a wrongly parked reader and hide the bug.
+        const int fd = c.native_handle();
+        const auto queued = [fd] {
+            int n = -1;
+            return ::ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+        };
+        EXPECT_TRUE(weft_test::yield_until([&] { return queued() == 0; })) << queued() << " bytes left queued";
+        s.shutdown_write();
+        for (auto& h : readers) {
+            const failure f = h.join();
+            EXPECT_FALSE(f.code) << f.what;
+        }
+        EXPECT_LE(received.load(), total);
+        EXPECT_GT(received.load(), 0u);
     });
 }
 
