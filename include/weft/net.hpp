@@ -189,6 +189,12 @@ public:
     endpoint peer_endpoint() const;
     endpoint local_endpoint() const;
 
+    /// The descriptor, for socket options and the like. Reading it directly
+    /// while weft reads it too is unsupported: in particular, do not take
+    /// urgent data with recv(MSG_OOB) (read() relies on seeing it pending;
+    /// with SO_OOBINLINE the urgent byte is ordinary data and that is fine).
+    /// With SO_RCVLOWAT > 1, a read() that follows a short one waits for the
+    /// low-water mark, as the kernel's readiness does.
     int native_handle() const noexcept { return fd_.get(); }
     /// Gives up ownership (-1 if none): the caller must close it with
     /// io::close (weft may keep a reactor registration for it until then).

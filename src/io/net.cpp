@@ -61,7 +61,11 @@
 //     stream, reset or urgent byte that came with the last bytes is a state
 //     without a new edge (E6's sticky bit), and a read_exact() or a second
 //     reader may have taken an edge and left bytes queued (the sequence
-//     moved). Tested by ReadSeesEndOfStreamOrResetThatCameWithTheLastBytes,
+//     moved). Not covered: a user who reads the urgent byte with
+//     recv(MSG_OOB) on native_handle() (the kernel then stops reads at the mark
+//     but no longer reports EPOLLPRI; documented as unsupported in net.hpp), and
+//     a recv that faults part-way (EFAULT after a partial copy: a caller bug).
+//     Tested by ReadSeesEndOfStreamOrResetThatCameWithTheLastBytes,
 //     ReadAfterAReadExactThatLeftDataQueued and their neighbours in
 //     test/api/net_test.cpp.
 //

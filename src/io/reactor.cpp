@@ -248,9 +248,9 @@ std::size_t reactor::poll(std::int64_t timeout_ns) noexcept {
         }
         claimed_waiters ready;
         if (rd) {
-            // relaxed load: we hold lk, the writers' lock. release store: pairs with
-            // io_read_seq's acquire (E6; a stale value there only costs a recv).
-            p->rseq.store(p->rseq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+            // relaxed: we hold lk, the writers' lock; readers without it only need a
+            // value from before their recv (io_read_seq), any older one is sound.
+            p->rseq.store(p->rseq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
             if (e & (EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) p->rsticky = true;
             const std::size_t k = ready.claim_all(p->rq, 0);
             if (k == 0 && p->owner) p->rready = true;  // E2: keep the edge for the next reader
@@ -304,11 +304,17 @@ void register_owned(poll_desc& p, int fd, reactor& r) {
         // EPOLLPRI: urgent data stops a read short with bytes behind it (E6).
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
         ev.data.u64 = event_data(fd, p.gen.load(std::memory_order_relaxed));  // relaxed: we hold lk
-        if (::epoll_ctl(r.epoll_fd(), EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST) {
+        // EEXIST: a one-shot arm (io::wait_readable on this fd) is in our set,
+        // disarmed or level-triggered: replace it (MOD reports the current
+        // state as an edge, as ADD does).
+        int rc = ::epoll_ctl(r.epoll_fd(), EPOLL_CTL_ADD, fd, &ev);
+        if (rc != 0 && errno == EEXIST) rc = ::epoll_ctl(r.epoll_fd(), EPOLL_CTL_MOD, fd, &ev);
+        if (rc != 0) {
             const int e = errno;
             p.lk.unlock();
             throw_errno(e, "epoll_ctl(ADD)");
         }
+        if (p.oneshot_ep == r.epoll_fd()) p.oneshot_ep = -1;
         p.owner = &r;
         p.rready = p.wready = false;
         p.rsticky = false;  // E6: the registration reports the current state as an edge
@@ -337,7 +343,9 @@ void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
 }
 
 std::uint32_t io_read_seq(int fd) {
-    return desc_of(fd).rseq.load(std::memory_order_acquire);  // acquire: pairs with the poller's release (E6)
+    // acquire: keeps the load before the recv(2) that follows it (E6 needs the
+    // sequence from before that read; a later value would hide an edge).
+    return desc_of(fd).rseq.load(std::memory_order_acquire);
 }
 
 void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns) {

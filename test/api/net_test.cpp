@@ -579,6 +579,33 @@ TEST_P(NetTest, ConcurrentReadersOfOneStreamGetEveryByte) {
     });
 }
 
+// io::wait_readable on a stream's descriptor before the stream's own first
+// wait leaves a one-shot registration behind; the stream takes it over
+// instead of parking on it (it would never fire again).
+TEST_P(NetTest, AForeignWaitOnAStreamsDescriptorDoesNotStrandItsReads) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();  // never waited on: not registered yet (connect's side may be)
+        c.write_all("a");
+        weft::io::wait_readable_for(s.native_handle(), 2s);
+        char buf[16];
+        ASSERT_EQ(s.read(buf, sizeof buf), 1u);
+        auto writer = weft::spawn([&c] {
+            weft::this_fiber::sleep_for(20ms);
+            c.write_all("b");
+        });
+        const auto deadline = clk::now() + 10s;
+        s.set_read_deadline(deadline);
+        std::size_t got = 0;
+        const failure f = failure_of([&] { got = s.read(buf, sizeof buf); });
+        writer.join();
+        EXPECT_FALSE(f.code) << f.what;
+        EXPECT_EQ(got, 1u);
+        EXPECT_LT(clk::now(), deadline) << "the read was woken by its deadline, not by the data";
+    });
+}
+
 TEST_P(NetTest, ConnectRefusedNamesTheEndpoint) {
     const std::uint16_t port = closed_tcp_port();
     const failure f = rt.block_on([port] {
