@@ -10,12 +10,20 @@
 // overcommit). Drepper's three-state futex mutex ("Futexes are tricky",
 // mutex3): 0 free, 1 locked, 2 locked and someone may sleep.
 //
-// Between probes a waiter backs off exponentially (1, 2, 4 ... 128 pauses,
-// 16 probes, about 1,300 pauses in all, then the futex). Probing at once
+// Between probes a waiter backs off exponentially (1, 2, 4 ... 1024 pauses,
+// 16 probes, about 7,000 pauses in all, then the futex). Probing at once
 // made two workers hammering one channel take turns on every acquisition,
 // each a cache-line transfer (chan_mpmc, 2 workers: 400 ns per item); with
 // the back-off the holder's core usually re-takes the lock while the line is
-// still local (~80-95 ns per item).
+// still local. The longer the back-off, the longer those runs (chan_mpmc, 2
+// workers, same hour: cap 128: 68-78 ns per item, 256: 70-75, 512: 59-65,
+// 1024: 54-57, 2048: 52-54); 1024 keeps the spin before the futex short of
+// the scheduler's time slice. A lost probe costs the waiter latency, not
+// the holder: the lock is unfair by design, as Go's runtime lock is.
+//
+// Rejected: a lock-free (Vyukov) ring for buffered channels, tried with the
+// old back-off: 66-150 ns per item in chan_mpmc, with both workers' fibers
+// sending and receiving every slot's line moves anyway (chan/chan.hpp).
 //
 // Memory orders: acquire on every transition to locked, release on unlock,
 // so each holder sees the previous holder's section.
@@ -50,7 +58,7 @@ public:
 
 private:
     __attribute__((noinline)) void lock_slow() noexcept {
-        for (int i = 0, pause = 1; i < 16; ++i, pause = pause < 128 ? pause * 2 : 128) {
+        for (int i = 0, pause = 1; i < 16; ++i, pause = pause < 1024 ? pause * 2 : 1024) {
             for (int k = 0; k < pause; ++k) __builtin_ia32_pause();
             std::uint32_t expected = 0;
             if (word_.load(std::memory_order_relaxed) == 0 &&  // relaxed: hint only
