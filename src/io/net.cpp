@@ -316,31 +316,18 @@ std::size_t stream_recv(const call& c, net_fd& s, const char* op, std::int64_t d
             throw std::system_error(e.code(), what());
         }
     }
-    for (;;) {
-        if (c.closing()) c.throw_closed(op);
-        const std::uint32_t seq = weft::detail::io_read_seq(c.fd());
-        const ssize_t r = sys_recv(c.fd(), buf, n);
-        if (r > 0) {
-            const auto got = static_cast<std::size_t>(r);
-            // relaxed: N6.
-            s.drained.store(got < n ? (std::uint64_t{seq} << 1) | 1 : 0, std::memory_order_relaxed);
-            return got;
-        }
-        if (r == 0) {
-            s.drained.store(0, std::memory_order_relaxed);  // relaxed: N6
-            if (c.closing()) c.throw_closed(op);  // our own shutdown, not the peer's end of stream
-            return 0;
-        }
-        const int e = errno;
-        if (e == EINTR) continue;
-        if (e == EAGAIN || e == EWOULDBLOCK) {
-            wait_ready(c.fd(), false, deadline, what);
-            continue;
-        }
-        s.drained.store(0, std::memory_order_relaxed);  // relaxed: N6
-        if (c.closing()) c.throw_closed(op);
-        throw_errno(e, what());
-    }
+    std::uint32_t seq = 0;
+    const std::size_t got = io_loop(
+        c, op, false, deadline,
+        [&seq, buf, n](int fd) {
+            seq = weft::detail::io_read_seq(fd);  // before the recv (E6)
+            return sys_recv(fd, buf, n);
+        },
+        what);
+    // relaxed: N6. A short read leaves the mark; a full one or the end of stream clears it
+    // (an error leaves whatever was there: any mark is sound, N6).
+    s.drained.store(got > 0 && got < n ? (std::uint64_t{seq} << 1) | 1 : 0, std::memory_order_relaxed);
+    return got;
 }
 
 int open_socket(int family, int type, const std::string& what) {
