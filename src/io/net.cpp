@@ -8,9 +8,11 @@
 // The net_fd word `use` holds bit 0 C ("close() began") and, above it, the
 // number of calls in flight (2 per call).
 //
-// Every call is the same loop, Go's: try the system call; on EAGAIN wait
-// with detail::io_wait_owned (a fiber parks through the reactor's owned,
-// edge-triggered registration; a plain thread polls), then try again.
+// Every call is the same loop, Go's: load the descriptor's edge sequence,
+// try the system call; on EAGAIN wait with detail::io_wait_owned and that
+// sequence (a fiber parks through the reactor's owned, edge-triggered
+// registration unless an edge came since: reactor.hpp E7; a plain thread
+// polls), then try again.
 //
 // Invariants.
 //  N1 Every descriptor is non-blocking and close-on-exec from birth
@@ -263,12 +265,12 @@ private:
     int fd_ = -1;
 };
 
-/// io_wait_owned, its error message renamed after the operation. A fiber's
-/// cancellation (operation_cancelled, a fiber_error) passes unchanged.
-template <class What>
-void wait_ready(int fd, bool write, std::int64_t deadline, const What& what) {
+/// Runs a reactor wait, its error message renamed after the operation. A
+/// fiber's cancellation (operation_cancelled, a fiber_error) passes unchanged.
+template <class What, class Wait>
+void renamed_errors(const What& what, Wait wait) {
     try {
-        weft::detail::io_wait_owned(fd, write, deadline);
+        wait();
     } catch (const weft::fiber_error&) {
         throw;
     } catch (const std::system_error& e) {
@@ -276,13 +278,23 @@ void wait_ready(int fd, bool write, std::int64_t deadline, const What& what) {
     }
 }
 
+/// `seq`: weft::detail::io_seq loaded before the system call that said EAGAIN (reactor.hpp E7).
+template <class What>
+void wait_ready(int fd, bool write, std::int64_t deadline, const What& what, const std::uint32_t* seq = nullptr) {
+    renamed_errors(what, [=] { weft::detail::io_wait_owned(fd, write, deadline, seq); });
+}
+
 /// The loop of every data call (N4): sys(fd) until it does not say EAGAIN.
-/// Returns its non-negative result.
+/// Returns its non-negative result; `*seq_out` (if given): the edge sequence
+/// loaded before the call that returned it (reactor.hpp E6).
 template <class Sys, class What>
-std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t deadline, Sys sys, const What& what) {
+std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t deadline, Sys sys, const What& what,
+                    std::uint32_t* seq_out = nullptr) {
     for (;;) {
         if (c.closing()) c.throw_closed(op);
+        const std::uint32_t seq = weft::detail::io_seq(c.fd(), write);  // before the call (E7)
         const ssize_t r = sys(c.fd());
+        if (seq_out) *seq_out = seq;
         if (r > 0) return static_cast<std::size_t>(r);
         if (r == 0) {
             if (c.closing()) c.throw_closed(op);  // our own shutdown, not the peer's end of stream
@@ -291,7 +303,7 @@ std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t dead
         const int e = errno;
         if (e == EINTR) continue;
         if (e == EAGAIN || e == EWOULDBLOCK) {
-            wait_ready(c.fd(), write, deadline, what);
+            wait_ready(c.fd(), write, deadline, what, &seq);
             continue;
         }
         if (c.closing()) c.throw_closed(op);
@@ -308,22 +320,13 @@ std::size_t stream_recv(const call& c, net_fd& s, const char* op, std::int64_t d
     const std::uint64_t mark = s.drained.load(std::memory_order_relaxed);  // relaxed: N6
     if (mark != 0) {
         if (c.closing()) c.throw_closed(op);
-        try {
+        renamed_errors(what, [&] {
             weft::detail::io_wait_drained(c.fd(), static_cast<std::uint32_t>(mark >> 1), deadline);
-        } catch (const weft::fiber_error&) {
-            throw;
-        } catch (const std::system_error& e) {
-            throw std::system_error(e.code(), what());
-        }
+        });
     }
     std::uint32_t seq = 0;
     const std::size_t got = io_loop(
-        c, op, false, deadline,
-        [&seq, buf, n](int fd) {
-            seq = weft::detail::io_read_seq(fd);  // before the recv (E6)
-            return sys_recv(fd, buf, n);
-        },
-        what);
+        c, op, false, deadline, [buf, n](int fd) { return sys_recv(fd, buf, n); }, what, &seq);
     // relaxed: N6. A short read leaves the mark; a full one or the end of stream clears it
     // (an error leaves whatever was there: any mark is sound, N6).
     s.drained.store(got > 0 && got < n ? (std::uint64_t{seq} << 1) | 1 : 0, std::memory_order_relaxed);
@@ -519,6 +522,7 @@ tcp_stream tcp_listener::accept(endpoint& peer) {
         if (c.closing()) c.throw_closed("accept");
         sockaddr_storage ss{};
         socklen_t len = sizeof ss;
+        const std::uint32_t seq = weft::detail::io_seq(c.fd(), false);  // before the call (reactor.hpp E7)
         const int nfd = ::accept4(c.fd(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);  // N1
         if (nfd >= 0) {
             tcp_stream s(nfd, tcp_stream::adopt_t{});
@@ -534,7 +538,7 @@ tcp_stream tcp_listener::accept(endpoint& peer) {
 #if EWOULDBLOCK != EAGAIN
         case EWOULDBLOCK:
 #endif
-            wait_ready(c.fd(), false, deadline, what);
+            wait_ready(c.fd(), false, deadline, what, &seq);
             continue;
         // That connection's own trouble: take the next one.
         case ECONNABORTED:

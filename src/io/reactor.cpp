@@ -36,7 +36,8 @@ struct alignas(64) poll_desc {
     bool rready = false;         // E2: an edge found no reader; guarded by lk
     bool wready = false;
     bool rsticky = false;        // E6: hang-up, error or urgent data seen; guarded by lk
-    std::atomic<std::uint32_t> rseq{0};  // E6: read-side events harvested; written under lk, loaded without it
+    std::atomic<std::uint32_t> rseq{0};  // E6/E7: read-side events harvested; written under lk, loaded without it
+    std::atomic<std::uint32_t> wseq{0};  // E7: write-side events harvested; as rseq
     reactor* owner = nullptr;    // owned registration (E2); guarded by lk
     int oneshot_ep = -1;         // the epoll set a one-shot arm went to last (E3); guarded by lk
     std::atomic<std::uint32_t> gen{0};  // E1: written under lk; read by thread waiters
@@ -249,7 +250,7 @@ std::size_t reactor::poll(std::int64_t timeout_ns) noexcept {
         claimed_waiters ready;
         if (rd) {
             // relaxed: we hold lk, the writers' lock; readers without it only need a
-            // value from before their recv (io_read_seq), any older one is sound.
+            // value from before their syscall (io_seq), any older one is sound.
             p->rseq.store(p->rseq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
             if (e & (EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) p->rsticky = true;
             const std::size_t k = ready.claim_all(p->rq, 0);
@@ -257,6 +258,7 @@ std::size_t reactor::poll(std::int64_t timeout_ns) noexcept {
             woken += k;
         }
         if (wr) {
+            p->wseq.store(p->wseq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // relaxed: as rseq
             const std::size_t k = ready.claim_all(p->wq, 0);
             if (k == 0 && p->owner) p->wready = true;
             woken += k;
@@ -324,15 +326,26 @@ void register_owned(poll_desc& p, int fd, reactor& r) {
 
 }  // namespace
 
-void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
+namespace {
+
+/// io_wait_owned's body. With `seq` (E7) it returns without parking when an
+/// edge of that direction was harvested since the caller loaded `seq`; with
+/// `drained` as well (E6, reads), also when a sticky state is set, and a
+/// plain thread returns at once.
+void owned_wait(int fd, bool write, std::int64_t deadline_ns, const std::uint32_t* seq, bool drained) {
     fiber* self = current_fiber();
-    if (!self) return thread_wait(fd, write, deadline_ns);
+    if (!self) {
+        if (drained) return;  // a plain thread's wait is poll(2), level-triggered: nothing to save
+        return thread_wait(fd, write, deadline_ns);
+    }
     poll_desc& p = desc_of(fd);
     p.lk.lock();
     register_owned(p, fd, self->rt->io);
     bool& ready = write ? p.wready : p.rready;
-    if (ready) {
-        ready = false;
+    // relaxed: we hold lk, the sequences' writers' lock.
+    const bool moved = seq && (write ? p.wseq : p.rseq).load(std::memory_order_relaxed) != *seq;
+    if (ready || moved || (drained && p.rsticky)) {
+        ready = false;  // E2: consumed; the caller's syscall follows
         p.lk.unlock();
         return;
     }
@@ -342,29 +355,23 @@ void io_wait_owned(int fd, bool write, std::int64_t deadline_ns) {
     park_on_desc(p, w, q, write, deadline_ns);
 }
 
-std::uint32_t io_read_seq(int fd) {
-    // acquire: keeps the load before the recv(2) that follows it (E6 needs the
-    // sequence from before that read; a later value would hide an edge).
-    return desc_of(fd).rseq.load(std::memory_order_acquire);
+}  // namespace
+
+void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint32_t* seq) {
+    owned_wait(fd, write, deadline_ns, seq, false);
+}
+
+std::uint32_t io_seq(int fd, bool write) {
+    // acquire: keeps the load before the system call that follows it (E6/E7 need
+    // the sequence from before that call; a later value would hide an edge).
+    const poll_desc& p = desc_of(fd);
+    return (write ? p.wseq : p.rseq).load(std::memory_order_acquire);
 }
 
 void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns) {
-    fiber* self = current_fiber();
-    if (!self) return;  // a plain thread's wait is poll(2), level-triggered: nothing to save
     if (deadline_ns != no_deadline && deadline_ns <= steady_now_ns()) return;  // N5: the recv decides
-    poll_desc& p = desc_of(fd);
-    p.lk.lock();
-    register_owned(p, fd, self->rt->io);
-    // relaxed: we hold lk, the writers' lock.
-    if (p.rready || p.rsticky || p.rseq.load(std::memory_order_relaxed) != seq) {
-        p.rready = false;  // consumed as io_wait_owned would: the caller's recv follows
-        p.lk.unlock();
-        return;
-    }
-    waiter w{self};
-    p.rq.push_back(w);
     try {
-        park_on_desc(p, w, p.rq, false, deadline_ns);
+        owned_wait(fd, false, deadline_ns, &seq, true);
     } catch (const std::system_error& e) {
         if (e.code() != std::errc::timed_out) throw;  // the deadline: let the caller's recv report it
     }

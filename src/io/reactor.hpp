@@ -50,6 +50,17 @@
 //     Sound because every byte queued after the short read came with a wake-up
 //     of the epoll item after it, i.e. an edge not yet harvested (it will wake
 //     the parked reader: E2) or one harvested since (rseq moved: no park).
+//  E7 Several waiters of one direction. E2's `ready` bit keeps an edge only
+//     when it found no waiter: an edge that woke fiber A is lost to fiber B
+//     whose syscall said EAGAIN before that edge but who links after its
+//     harvest (B would park with the readiness already used up; found by a
+//     test with four readers on one stream). So the poller also counts the
+//     edges of each direction (rseq, wseq, under the lock), a caller loads
+//     the count before its syscall (io_seq) and, after EAGAIN, parks only if
+//     the count has not moved: by the argument of E6, the EAGAIN proved the
+//     descriptor not ready after that load, so any readiness since came with
+//     an edge that is either harvested (the count moved) or still to be
+//     harvested (it wakes the parked caller).
 //
 // Memory orders: see each atomic. The pd lock orders everything about
 // waiters; a waiter is claimed under it and woken after it is released (the
@@ -105,11 +116,14 @@ private:
 /// registration, made on the first fiber wait. Same contract as io_wait
 /// (weft/io.hpp): throws timed_out, bad_file_descriptor, operation_cancelled.
 /// The socket must be closed with io_close. Plain threads: poll(2).
-void io_wait_owned(int fd, bool write, std::int64_t deadline_ns);
+/// `seq`: io_seq(fd, write) loaded before the system call that said EAGAIN
+/// (E7); without it, only `ready` keeps an edge that came in between (E2).
+void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint32_t* seq = nullptr);
 
-/// E6: the read-edge sequence of fd's poll descriptor, to load before a recv.
-std::uint32_t io_read_seq(int fd);
-/// E6: after a recv that came back short with io_read_seq() == seq before it,
+/// E6/E7: the edge sequence of fd's poll descriptor for one direction, to
+/// load before a system call.
+std::uint32_t io_seq(int fd, bool write);
+/// E6: after a recv that came back short with io_seq(fd, false) == seq before it,
 /// waits for data without trying another recv first (a fiber; a plain thread
 /// returns at once). Returns when a recv is worth trying: after a wake-up, an
 /// edge since `seq`, or at the deadline (no throw: the caller's recv and its

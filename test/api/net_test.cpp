@@ -69,6 +69,14 @@ failure failure_of(F&& f) {
     return {};
 }
 
+/// A listener on 127.0.0.1 and both ends of one connection to it: client
+/// `c`, server side `s` (on a fiber or a thread: connect and accept may wait).
+struct loopback_connection {
+    tcp_listener l = tcp_listener::bind("127.0.0.1:0");
+    tcp_stream c = tcp_stream::connect(l.local_endpoint());
+    tcp_stream s = l.accept();
+};
+
 bool has_ipv6_loopback() {
     try {
         (void)udp_socket::bind("[::1]:0");
@@ -399,9 +407,7 @@ TEST_P(NetTest, HalfCloseAndReadExact) {
 // the rest without any further data arriving.
 TEST_P(NetTest, ReadAfterAReadExactThatLeftDataQueued) {
     rt.block_on([] {
-        auto l = tcp_listener::bind("127.0.0.1:0");
-        tcp_stream c = tcp_stream::connect(l.local_endpoint());
-        tcp_stream s = l.accept();
+        auto [l, c, s] = loopback_connection{};
         char buf[256];
         s.write_all("a");
         EXPECT_EQ(c.read(buf, sizeof buf), 1u);  // short: the queue is empty now
@@ -467,9 +473,7 @@ TEST_P(NetTest, ReadSeesEndOfStreamOrResetThatCameWithTheLastBytes) {
 // byte (the urgent byte itself is out of band).
 TEST_P(NetTest, ReadsGetPastUrgentData) {
     rt.block_on([] {
-        auto l = tcp_listener::bind("127.0.0.1:0");
-        tcp_stream c = tcp_stream::connect(l.local_endpoint());
-        tcp_stream s = l.accept();
+        auto [l, c, s] = loopback_connection{};
         char buf[256];
         s.write_all("abc");
         ASSERT_EQ(c.read(buf, sizeof buf), 3u);  // short: the queue is empty now
@@ -493,9 +497,7 @@ TEST_P(NetTest, ReadsGetPastUrgentData) {
 // right after a short read (when the next read would otherwise wait first).
 TEST_P(NetTest, ReadPastItsDeadlineReturnsQueuedBytesAfterAShortRead) {
     rt.block_on([] {
-        auto l = tcp_listener::bind("127.0.0.1:0");
-        tcp_stream c = tcp_stream::connect(l.local_endpoint());
-        tcp_stream s = l.accept();
+        auto [l, c, s] = loopback_connection{};
         char buf[256];
         s.write_all("abc");
         ASSERT_EQ(c.read(buf, sizeof buf), 3u);
@@ -518,9 +520,7 @@ TEST_P(NetTest, ReadPastItsDeadlineReturnsQueuedBytesAfterAShortRead) {
 // already queued (the stream ends; a read deadline catches a hang).
 TEST_P(NetTest, ConcurrentReadersOfOneStreamGetEveryByte) {
     rt.block_on([] {
-        auto l = tcp_listener::bind("127.0.0.1:0");
-        tcp_stream c = tcp_stream::connect(l.local_endpoint());
-        tcp_stream s = l.accept();
+        auto [l, c, s] = loopback_connection{};
         constexpr std::size_t total = 200000;
         c.set_read_deadline(clk::now() + 20s);
         std::atomic<std::size_t> received{0};
