@@ -121,8 +121,7 @@ std::unique_ptr<conn_result> run_connection(run_plan* plan) {
     auto res = std::make_unique<conn_result>();
     weft::net::tcp_stream s;
     try {
-        s = connect_patiently(plan->to);
-        s.set_nodelay(true);
+        s = connect_patiently(plan->to);  // TCP_NODELAY: weft's default, as Go's
     } catch (const std::system_error& e) {
         note_error(*res, e.what());
         plan->connected.count_down();

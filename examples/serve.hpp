@@ -42,7 +42,7 @@ inline void echo_connection(weft::net::tcp_stream s) {
     }
 }
 
-/// Go's accept loop: each connection (TCP_NODELAY, Go's default) gets a fiber
+/// Go's accept loop: each connection (TCP_NODELAY, weft's and Go's default) gets a fiber
 /// running `serve`. Returns when the listener is closed or the fiber is
 /// cancelled; other accept failures are logged and retried after 1 ms.
 /// (Descriptor exhaustion is handled inside accept(): it pauses and retries.)
@@ -60,11 +60,9 @@ inline void accept_loop(weft::net::tcp_listener ln, connection_fn serve) {
             continue;
         }
         try {
-            s.set_nodelay(true);
             weft::spawn(serve, std::move(s)).detach();
         } catch (const weft::fiber_error&) {  // spawn: the runtime is shutting down
             return;
-        } catch (const std::system_error&) {  // set_nodelay: the peer already left
         }
     }
 }

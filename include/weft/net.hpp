@@ -184,7 +184,9 @@ public:
     clock::time_point read_deadline() const noexcept { return read_deadline_.get(); }
     clock::time_point write_deadline() const noexcept { return write_deadline_.get(); }
 
-    /// TCP_NODELAY (Nagle off when true). Throws std::system_error.
+    /// TCP_NODELAY (Nagle off when true). Streams from connect() and
+    /// accept() start with it on, as Go's do; adopted ones keep their own.
+    /// Never suspends. Throws std::system_error.
     void set_nodelay(bool on);
     endpoint peer_endpoint() const;
     endpoint local_endpoint() const;
@@ -196,9 +198,10 @@ public:
     /// With SO_RCVLOWAT > 1, a read() that follows a short one waits for the
     /// low-water mark, as the kernel's readiness does.
     int native_handle() const noexcept { return fd_.get(); }
-    /// Gives up ownership (-1 if none): the caller must close it with
-    /// io::close (weft may keep a reactor registration for it until then).
-    /// Must not race with a call on the socket.
+    /// Gives up ownership (-1 if none): weft forgets the descriptor (one
+    /// epoll_ctl if it was registered), which is the caller's to close, with
+    /// ::close or io::close. Never suspends. Must not race with a call on the
+    /// socket.
     int release() noexcept;
 
 private:

@@ -295,9 +295,13 @@ std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t dead
         const std::uint32_t seq = weft::detail::io_seq(c.fd(), write);  // before the call (E7)
         const ssize_t r = sys(c.fd());
         if (seq_out) *seq_out = seq;
-        if (r > 0) return static_cast<std::size_t>(r);
+        if (r > 0) {
+            weft::detail::io_spent();  // W8: may yield; the result is ours meanwhile
+            return static_cast<std::size_t>(r);
+        }
         if (r == 0) {
             if (c.closing()) c.throw_closed(op);  // our own shutdown, not the peer's end of stream
+            weft::detail::io_spent();
             return 0;
         }
         const int e = errno;
@@ -339,6 +343,14 @@ int open_socket(int family, int type, const std::string& what) {
     return fd;
 }
 
+/// Go's default for every TCP connection it makes or accepts: Nagle off
+/// (docs/design/io.md). A failure (the peer already reset) is left for the
+/// socket's next call to report.
+void nodelay_by_default(int fd) noexcept {
+    const int one = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 void set_int_option(int fd, int level, int name, int value, const std::string& what) {
     if (::setsockopt(fd, level, name, &value, sizeof value) != 0) throw_errno(errno, what);
 }
@@ -362,6 +374,7 @@ tcp_stream::tcp_stream(int fd) {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ((flags & O_NONBLOCK) == 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0))
         throw_errno(errno, "weft::net::tcp_stream: fcntl(O_NONBLOCK) of fd " + std::to_string(fd));
+    detail::io_forget(fd);  // E8: a registration left by a plain close of an earlier file with this number
     fd_.fd.store(fd, std::memory_order_relaxed);  // relaxed: not shared yet
 }
 
@@ -388,6 +401,7 @@ tcp_stream tcp_stream::connect(const endpoint& to, std::chrono::nanoseconds time
     const auto what = [&to] { return "connect " + to.to_string(); };
     tcp_stream s(open_socket(to.family(), SOCK_STREAM, what()), adopt_t{});  // closes on the way out of a throw
     const int fd = s.native_handle();
+    nodelay_by_default(fd);
     if (::connect(fd, to.data(), to.size()) == 0) return s;
     if (errno != EINPROGRESS && errno != EINTR) throw_errno(errno, what());  // EINTR: it goes on asynchronously
     for (;;) {
@@ -468,7 +482,11 @@ void tcp_stream::shutdown_write() {
 
 void tcp_stream::close() noexcept { close_fd(fd_); }
 
-int tcp_stream::release() noexcept { return take_fd(fd_, "released"); }
+int tcp_stream::release() noexcept {
+    const int fd = take_fd(fd_, "released");
+    if (fd >= 0) detail::io_forget(fd);  // E8: a plain descriptor again
+    return fd;
+}
 
 void tcp_stream::set_nodelay(bool on) {
     call c(fd_, "set_nodelay");
@@ -526,8 +544,10 @@ tcp_stream tcp_listener::accept(endpoint& peer) {
         const int nfd = ::accept4(c.fd(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);  // N1
         if (nfd >= 0) {
             tcp_stream s(nfd, tcp_stream::adopt_t{});
+            nodelay_by_default(nfd);
             if (pause_ns != 0) weft::detail::log().info("{}: accepting again", what());
             peer = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+            weft::detail::io_spent();  // W8: an accept flood lets the accepted connections run
             return s;
         }
         const int e = errno;

@@ -1,4 +1,4 @@
-// The epoll reactor and the poll-descriptor table; invariants E1-E5 in
+// The epoll reactor and the poll-descriptor table; invariants E1-E8 in
 // io/reactor.hpp.
 #include "io/reactor.hpp"
 
@@ -402,6 +402,31 @@ void io_wait(int fd, bool write, std::int64_t deadline_ns) {
         ~active_guard() { r.add_active(-1); }
     } guard{r};
     park_on_desc(p, w, q, write, deadline_ns);
+}
+
+void io_spent() noexcept {
+    worker* w = worker::current();
+    if (w && w->running()) (void)w->spend_io_budget();
+}
+
+void io_forget(int fd) noexcept {
+    poll_desc* p = find_desc(fd);
+    if (!p) return;
+    claimed_waiters retry;  // none, unless the descriptor was misused by two owners: they retry
+    p->lk.lock();
+    if (p->owner) {
+        // E8: ENOENT (the file is gone: closed behind our back) is the case this is for.
+        (void)::epoll_ctl(p->owner->epoll_fd(), EPOLL_CTL_DEL, fd, nullptr);
+        p->owner->add_active(-1);
+        p->owner = nullptr;
+        // release: as io_close's; events of the old registration still in flight are stale (E1).
+        p->gen.store(p->gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+        p->rready = p->wready = false;
+        p->rsticky = false;
+        retry.claim_all(p->rq, 0);
+        retry.claim_all(p->wq, 0);
+    }
+    p->lk.unlock();
 }
 
 int io_close(int fd) noexcept {

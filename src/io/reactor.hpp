@@ -61,6 +61,13 @@
 //     descriptor not ready after that load, so any readiness since came with
 //     an edge that is either harvested (the count moved) or still to be
 //     harvested (it wakes the parked caller).
+//  E8 Handing a descriptor out of weft (tcp_stream::release) or into it
+//     (adoption) forgets its owned registration (io_forget: EPOLL_CTL_DEL,
+//     gen bumped, owner cleared). The caller has no call in flight, so no
+//     waiter should be linked; one that is (two owners of one descriptor, a
+//     misuse) is woken to retry. Without E8, a plain close(2) of a released
+//     descriptor drops the kernel's registration but not `owner`, and the
+//     next socket given that number would skip registering and park for good.
 //
 // Memory orders: see each atomic. The pd lock orders everything about
 // waiters; a waiter is claimed under it and woken after it is released (the
@@ -119,6 +126,14 @@ private:
 /// `seq`: io_seq(fd, write) loaded before the system call that said EAGAIN
 /// (E7); without it, only `ready` keeps an edge that came in between (E2).
 void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint32_t* seq = nullptr);
+
+/// W8 (sched/worker.hpp): an I/O call completed without waiting. On a fiber
+/// it may yield (every worker::io_budget calls in a row); never throws.
+void io_spent() noexcept;
+
+/// E8: forgets fd's owned registration, if any (the caller holds no call on
+/// it). Never suspends; one epoll_ctl when there was a registration.
+void io_forget(int fd) noexcept;
 
 /// E6/E7: the edge sequence of fd's poll descriptor for one direction, to
 /// load before a system call.

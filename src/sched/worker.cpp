@@ -660,6 +660,17 @@ void worker::fiber_main(transfer t) noexcept {
     worker::current()->exit_current();  // run() may have migrated us
 }
 
+worker* worker::spend_io_budget() noexcept {
+    const std::uint64_t sw = n_switches.load(std::memory_order_relaxed);  // relaxed: our own counter (W8)
+    if (sw != io_streak_mark_) {
+        io_streak_mark_ = sw;
+        io_budget_left_ = io_budget;
+    }
+    if (--io_budget_left_ != 0) return this;
+    io_budget_left_ = io_budget;  // kept if nothing else was runnable (no switch)
+    return yield_current();
+}
+
 }  // namespace weft::detail
 
 namespace weft::this_fiber {

@@ -54,6 +54,13 @@
 //     instead of on its futex if no other worker does (at most one). While
 //     descriptors are registered, idle workers do not spin (spin()): the
 //     kernel wakes the poller, and spinning takes CPU from the network stack.
+//  W8 I/O budget (Tokio's cooperative budget; Go has preemption instead): a
+//     fiber whose I/O calls keep completing without waiting (a fast peer, an
+//     accept flood) yields after `io_budget` of them in a row, so the other
+//     fibers of its worker (and its timers, and the reactor: W7) still run.
+//     "In a row" = since this worker last switched fibers: spend_io_budget()
+//     compares n_switches with the value at the start of the streak, so a
+//     call that parked (a switch) starts a new streak. Worker-private state.
 //  W4 A fiber that never started gets its stack when first picked; one that
 //     was cancelled before that starts anyway but skips its task (so its
 //     callable dies on its own stack). Nothing is finished in the middle of a
@@ -107,6 +114,7 @@ public:
     static constexpr std::uint32_t lifo_max_streak = 16;
     static constexpr int spin_micros = 50;  // a searching worker looks this long before sleeping
     static constexpr std::int64_t io_poll_interval_ns = 200'000;  // W7
+    static constexpr std::uint32_t io_budget = 128;  // W8: as Tokio's per-task budget
 
     worker(runtime_impl& rt, unsigned index, std::size_t deque_capacity);
     worker(const worker&) = delete;
@@ -122,6 +130,9 @@ public:
     runtime_impl& rt() const noexcept { return rt_; }
     unsigned index() const noexcept { return index_; }
     fiber* running() const noexcept { return current_; }
+    /// W8: one I/O call of the running fiber completed without waiting; may
+    /// yield (never throws, never cancels). Returns the worker we are on after.
+    worker* spend_io_budget() noexcept;
 
     // --- this worker's thread only ---
     void count_spawn() noexcept { bump_release(n_spawned); }
@@ -243,6 +254,8 @@ private:
     std::atomic<std::int64_t> sleep_deadline_{timer_queue::none};  // T4: while asleep, when we will wake
     std::atomic<bool> in_epoll_{false};  // E4 (io/reactor.hpp): blocked in epoll_wait, not on sleep_word
     std::int64_t last_poll_ns_ = 0;      // W7: when this worker last polled the reactor
+    std::uint64_t io_streak_mark_ = ~std::uint64_t{0};  // W8: n_switches when the streak began
+    std::uint32_t io_budget_left_ = 0;                 // W8
 
     std::vector<fiber*> unstartable_;  // W4: no stack could be mapped; finished by the scheduler loop
     std::thread thread_;

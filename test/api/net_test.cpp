@@ -13,6 +13,7 @@
 // (backs off without spinning, logs, recovers). The 10,000-connection test is
 // in test/stress/net_stress_test.cpp. Public API only.
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -860,6 +861,107 @@ TEST_P(NetTest, ClosedMovedReleasedAndAdoptedSockets) {
         weft::this_fiber::sleep_for(5ms);
         a.write_all("adopt");
         EXPECT_TRUE(reader.join());
+    });
+}
+
+int nodelay_of(const tcp_stream& s) {
+    int v = -1;
+    socklen_t len = sizeof v;
+    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_NODELAY, &v, &len) != 0) return -1;
+    return v;
+}
+
+TEST_P(NetTest, StreamsStartWithNagleOffAsInGo) {
+    rt.block_on([] {
+        auto [l, c, s] = loopback_connection{};
+        EXPECT_EQ(nodelay_of(c), 1);  // connect()
+        EXPECT_EQ(nodelay_of(s), 1);  // accept()
+        s.set_nodelay(false);
+        EXPECT_EQ(nodelay_of(s), 0);
+        int sv[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        tcp_stream adopted(sv[0]);  // adoption leaves the options alone (no TCP here at all)
+        ::close(sv[1]);
+        EXPECT_EQ(nodelay_of(adopted), -1);
+    });
+}
+
+TEST_P(NetTest, AReaderThatNeverWaitsStillLetsOthersRun) {
+    // W8: a fiber whose reads never say EAGAIN (200,000 bytes queued, read one
+    // at a time) yields now and then; at 1 worker the other fiber could
+    // otherwise run only after the last byte.
+    constexpr std::size_t total = 200'000;
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    const int big = 1 << 20;
+    ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    ::setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    tcp_stream a(sv[0]);
+    tcp_stream z(sv[1]);
+    rt.block_on([&] {
+        std::size_t queued = 0;
+        const std::vector<unsigned char> chunk(4096, 'q');
+        while (queued < total) {  // fills z's receive queue without blocking
+            const std::size_t n = std::min(chunk.size(), total - queued);
+            const ssize_t k = ::send(a.native_handle(), chunk.data(), n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (k <= 0) break;
+            queued += static_cast<std::size_t>(k);
+        }
+        ASSERT_GT(queued, 10'000u) << "the socket pair took too little to prove anything";
+        std::atomic<bool> other_ran{false};
+        auto reader = weft::spawn([&] {
+            // The other fiber becomes runnable while we are running (no switch since).
+            auto other = weft::spawn([&] { other_ran.store(true); });
+            std::size_t reads = 0, seen_at = 0;
+            char b;
+            for (std::size_t got = 0; got < queued; ++got) {
+                if (z.read(&b, 1) != 1) return std::size_t{0};
+                ++reads;
+                if (seen_at == 0 && other_ran.load()) seen_at = reads;
+            }
+            other.join();
+            return seen_at;
+        });
+        const std::size_t seen_at = reader.join();
+        EXPECT_GT(seen_at, 0u) << "the other fiber ran only after " << queued << " reads";
+        EXPECT_LT(seen_at, queued / 2);
+    });
+}
+
+TEST_P(NetTest, AReleasedDescriptorIsAPlainOne) {
+    // release() hands back a descriptor that weft no longer watches: a plain
+    // ::close() of it, and the reuse of its number by a new socket, must not
+    // leave the new socket waiting on the old file's (dropped) registration.
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();
+        char b[4];
+        auto first = weft::spawn([&s, &b] { return s.read(b, 4); });  // waits: registers the descriptor
+        weft::this_fiber::sleep_for(5ms);
+        c.write_all("1");
+        EXPECT_EQ(first.join(), 1u);
+        const int old_fd = s.release();
+        ASSERT_GE(old_fd, 0);
+        ASSERT_EQ(::close(old_fd), 0);
+
+        // The lowest free number: most likely old_fd again, for the connecting
+        // socket (made first); read on whichever end got it.
+        tcp_stream c2 = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s2 = l.accept();
+        const bool server_reads = s2.native_handle() == old_fd;
+        tcp_stream& reader = server_reads ? s2 : c2;
+        tcp_stream& writer = server_reads ? c2 : s2;
+        if (reader.native_handle() != old_fd)
+            std::fprintf(stderr, "note: descriptor %d was not reused; the test proved less\n", old_fd);
+        reader.set_read_deadline(std::chrono::steady_clock::now() + 5s);
+        auto second = weft::spawn([&reader] {
+            char buf[4];
+            return reader.read(buf, 4);
+        });
+        weft::this_fiber::sleep_for(5ms);  // the read has parked (nothing sent yet)
+        writer.write_all("22");
+        EXPECT_EQ(second.join(), 2u);  // with a stale registration: timed_out after 5 s
     });
 }
 
