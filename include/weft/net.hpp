@@ -22,6 +22,11 @@
 ///
 /// Deadlines are read when a call starts: setting one (from any fiber) does
 /// not affect a call that is already waiting; close() does.
+///
+/// "May suspend" also covers a yield without waiting: on a fiber, every
+/// 128th data or accept call in a row that did not park yields to the
+/// worker's other fibers (a cooperative budget, as Tokio's), keeping its
+/// result; Go gets the same fairness from preemption.
 #pragma once
 
 #include <netinet/in.h>

@@ -415,7 +415,8 @@ void io_forget(int fd) noexcept {
     claimed_waiters retry;  // none, unless the descriptor was misused by two owners: they retry
     p->lk.lock();
     if (p->owner) {
-        // E8: ENOENT (the file is gone: closed behind our back) is the case this is for.
+        // E8: release: removes the registration of the open file; adoption: ENOENT
+        // when the old file is gone (closed behind weft's back), harmless.
         (void)::epoll_ctl(p->owner->epoll_fd(), EPOLL_CTL_DEL, fd, nullptr);
         p->owner->add_active(-1);
         p->owner = nullptr;

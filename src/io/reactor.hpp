@@ -63,11 +63,14 @@
 //     harvested (it wakes the parked caller).
 //  E8 Handing a descriptor out of weft (tcp_stream::release) or into it
 //     (adoption) forgets its owned registration (io_forget: EPOLL_CTL_DEL,
-//     gen bumped, owner cleared). The caller has no call in flight, so no
-//     waiter should be linked; one that is (two owners of one descriptor, a
-//     misuse) is woken to retry. Without E8, a plain close(2) of a released
-//     descriptor drops the kernel's registration but not `owner`, and the
-//     next socket given that number would skip registering and park for good.
+//     gen bumped, owner cleared). A releaser has no call in flight (take_fd
+//     checks); an adopter should have none, so no fiber should be linked; one
+//     that is (two owners of one descriptor, a misuse) is woken to retry. The
+//     gen bump drops events of the old registration still in flight (E1); a
+//     plain thread inside io::wait_* on that number sees it as a close (EBADF).
+//     Without E8, a plain close(2) of a released descriptor drops the kernel's
+//     registration but not `owner`, and the next socket given that number
+//     would skip registering and park for good.
 //
 // Memory orders: see each atomic. The pd lock orders everything about
 // waiters; a waiter is claimed under it and woken after it is released (the

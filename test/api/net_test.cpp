@@ -878,19 +878,22 @@ TEST_P(NetTest, StreamsStartWithNagleOffAsInGo) {
         EXPECT_EQ(nodelay_of(s), 1);  // accept()
         s.set_nodelay(false);
         EXPECT_EQ(nodelay_of(s), 0);
-        int sv[2];
-        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        tcp_stream adopted(sv[0]);  // adoption leaves the options alone (no TCP here at all)
-        ::close(sv[1]);
-        EXPECT_EQ(nodelay_of(adopted), -1);
+        // Adoption leaves the options alone (and takes back a released descriptor: E8).
+        tcp_stream adopted(s.release());
+        EXPECT_EQ(nodelay_of(adopted), 0);
+        adopted.write_all("x");
+        char b = 0;
+        EXPECT_TRUE(c.read_exact(&b, 1));
+        EXPECT_EQ(b, 'x');
     });
 }
 
 TEST_P(NetTest, AReaderThatNeverWaitsStillLetsOthersRun) {
-    // W8: a fiber whose reads never say EAGAIN (200,000 bytes queued, read one
-    // at a time) yields now and then; at 1 worker the other fiber could
-    // otherwise run only after the last byte.
-    constexpr std::size_t total = 200'000;
+    // W8: a fiber whose reads never say EAGAIN (bytes queued, read one at a
+    // time) yields now and then; at 1 worker the other fiber could otherwise
+    // run only after the last byte. (At 2 and 4 workers another worker may
+    // steal it at once: the 1-worker run is the real check.)
+    const std::size_t total = std::max<std::size_t>(weft_test::scaled(50'000), 2'000);
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     const int big = 1 << 20;
@@ -907,7 +910,7 @@ TEST_P(NetTest, AReaderThatNeverWaitsStillLetsOthersRun) {
             if (k <= 0) break;
             queued += static_cast<std::size_t>(k);
         }
-        ASSERT_GT(queued, 10'000u) << "the socket pair took too little to prove anything";
+        ASSERT_GT(queued, 1'000u) << "the socket pair took too little to prove anything";
         std::atomic<bool> other_ran{false};
         auto reader = weft::spawn([&] {
             // The other fiber becomes runnable while we are running (no switch since).
@@ -915,11 +918,14 @@ TEST_P(NetTest, AReaderThatNeverWaitsStillLetsOthersRun) {
             std::size_t reads = 0, seen_at = 0;
             char b;
             for (std::size_t got = 0; got < queued; ++got) {
-                if (z.read(&b, 1) != 1) return std::size_t{0};
+                if (z.read(&b, 1) != 1) {
+                    seen_at = 0;  // a short stream: fail below
+                    break;
+                }
                 ++reads;
                 if (seen_at == 0 && other_ran.load()) seen_at = reads;
             }
-            other.join();
+            other.join();  // before other_ran goes out of scope
             return seen_at;
         });
         const std::size_t seen_at = reader.join();
@@ -934,7 +940,8 @@ TEST_P(NetTest, AReleasedDescriptorIsAPlainOne) {
     // leave the new socket waiting on the old file's (dropped) registration.
     rt.block_on([] {
         auto l = tcp_listener::bind("127.0.0.1:0");
-        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        l.set_accept_deadline(std::chrono::steady_clock::now() + 5s);  // bounded even if E8 regresses
+        tcp_stream c = tcp_stream::connect(l.local_endpoint(), 5s);
         tcp_stream s = l.accept();
         char b[4];
         auto first = weft::spawn([&s, &b] { return s.read(b, 4); });  // waits: registers the descriptor
@@ -947,7 +954,7 @@ TEST_P(NetTest, AReleasedDescriptorIsAPlainOne) {
 
         // The lowest free number: most likely old_fd again, for the connecting
         // socket (made first); read on whichever end got it.
-        tcp_stream c2 = tcp_stream::connect(l.local_endpoint());
+        tcp_stream c2 = tcp_stream::connect(l.local_endpoint(), 5s);
         tcp_stream s2 = l.accept();
         const bool server_reads = s2.native_handle() == old_fd;
         tcp_stream& reader = server_reads ? s2 : c2;
