@@ -246,6 +246,11 @@ EOF
     fi
 }
 
+# Host steal (time the hypervisor gave another guest) over the whole run: on a
+# shared host, a run with more than a few percent is not comparable with others.
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+read -r TICKS0 STEAL0 < <(cpu_ticks)
+
 if [ -f "$PEERS_DIR/run.sh" ]; then
     PEERS_BUILD=${PEERS_BUILD:-$BUILD_DIR/peers}
     PEERS_BUILD=$(mkdir -p "$PEERS_BUILD" && cd "$PEERS_BUILD" && pwd)  # run.sh cds into its own dir
@@ -286,6 +291,10 @@ if [ "$have_peers" = 1 ]; then
         server_table "$OUT" | tee -a "$RATIOS"
     fi
 fi
+read -r TICKS1 STEAL1 < <(cpu_ticks)
+awk -v t=$((TICKS1 - TICKS0)) -v s=$((STEAL1 - STEAL0)) \
+    'BEGIN { printf "# host steal during the run: %.1f%% of CPU time%s\n", t ? 100 * s / t : 0, (t && s / t > 0.02) ? " (noisy host: figures not comparable)" : "" }' |
+    tee -a "$OUT"
 nfail=$(grep -c '^# FAILED' "$OUT" || true)
 echo "# results: $OUT"
 if [ "$nfail" != 0 ]; then
