@@ -409,6 +409,23 @@ void io_spent() noexcept {
     if (w && w->running()) (void)w->spend_io_budget();
 }
 
+namespace {
+
+/// io_close and io_forget (E1, E8): a new generation with no registration and
+/// no ready state; every waiter is claimed into `out` with `token`. p.lk held.
+void reset_locked(poll_desc& p, claimed_waiters& out, std::uintptr_t token) noexcept {
+    // release: a thread waiter that sees the new gen sees the reset (acquire in thread_wait).
+    p.gen.store(p.gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    if (p.owner) p.owner->add_active(-1);
+    p.owner = nullptr;
+    p.rready = p.wready = false;
+    p.rsticky = false;
+    out.claim_all(p.rq, token);
+    out.claim_all(p.wq, token);
+}
+
+}  // namespace
+
 void io_forget(int fd) noexcept {
     poll_desc* p = find_desc(fd);
     if (!p) return;
@@ -418,14 +435,7 @@ void io_forget(int fd) noexcept {
         // E8: release: removes the registration of the open file; adoption: ENOENT
         // when the old file is gone (closed behind weft's back), harmless.
         (void)::epoll_ctl(p->owner->epoll_fd(), EPOLL_CTL_DEL, fd, nullptr);
-        p->owner->add_active(-1);
-        p->owner = nullptr;
-        // release: as io_close's; events of the old registration still in flight are stale (E1).
-        p->gen.store(p->gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-        p->rready = p->wready = false;
-        p->rsticky = false;
-        retry.claim_all(p->rq, 0);
-        retry.claim_all(p->wq, 0);
+        reset_locked(*p, retry, 0);
     }
     p->lk.unlock();
 }
@@ -434,15 +444,8 @@ int io_close(int fd) noexcept {
     if (poll_desc* p = find_desc(fd)) {
         claimed_waiters closed;
         p->lk.lock();
-        // release: a thread waiter that sees the new gen sees the close (acquire in thread_wait).
-        p->gen.store(p->gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-        if (p->owner) p->owner->add_active(-1);
-        p->owner = nullptr;
+        reset_locked(*p, closed, closed_token);
         p->oneshot_ep = -1;
-        p->rready = p->wready = false;
-        p->rsticky = false;
-        closed.claim_all(p->rq, closed_token);
-        closed.claim_all(p->wq, closed_token);
         p->lk.unlock();
         closed.wake();
     }
