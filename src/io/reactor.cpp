@@ -219,12 +219,10 @@ void reactor::interrupt() noexcept {
     [[maybe_unused]] ssize_t r = ::write(event_fd_, &one, sizeof one);
 }
 
-std::size_t reactor::poll(std::int64_t timeout_ns) noexcept {
-    constexpr int batch = 128;
-    epoll_event evs[batch];
+std::size_t reactor::poll(std::int64_t timeout_ns, epoll_event* evs, int capacity) noexcept {
     timespec ts{};
     if (timeout_ns > 0) ts = {static_cast<time_t>(timeout_ns / 1000000000), static_cast<long>(timeout_ns % 1000000000)};
-    const int n = ::epoll_pwait2(ep_, evs, batch, timeout_ns < 0 ? nullptr : &ts, nullptr);
+    const int n = ::epoll_pwait2(ep_, evs, capacity, timeout_ns < 0 ? nullptr : &ts, nullptr);
     std::size_t woken = 0;
     for (int i = 0; i < n; ++i) {
         const std::uint64_t data = evs[i].data.u64;

@@ -84,6 +84,8 @@
 #include <atomic>
 #include <cstdint>
 
+struct epoll_event;
+
 namespace weft::detail {
 
 class worker;
@@ -102,10 +104,12 @@ public:
     bool active() const noexcept { return active_.load(std::memory_order_relaxed) > 0; }
     void add_active(int n) noexcept { active_.fetch_add(n, std::memory_order_relaxed); }   // relaxed: a counter
 
-    /// Harvests ready events and wakes their fibers onto the calling worker
-    /// (E5). timeout_ns: 0 = do not block, < 0 = until an event or interrupt().
-    /// Returns how many fibers it woke.
-    std::size_t poll(std::int64_t timeout_ns) noexcept;
+    /// Harvests up to `capacity` ready events into `evs` and wakes their fibers
+    /// onto the calling worker (E5). timeout_ns: 0 = do not block, < 0 = until
+    /// an event or interrupt(). Returns how many fibers it woke. `evs` is the
+    /// worker's (worker::io_events_): a tick poll runs on a fiber's stack,
+    /// which should not pay 1.5 KiB for the batch.
+    std::size_t poll(std::int64_t timeout_ns, epoll_event* evs, int capacity) noexcept;
     /// The blocking-poller role (E4).
     bool try_become_poller() noexcept { return !poller_busy_.exchange(true, std::memory_order_acquire); }  // acquire: role hand-over
     void stop_being_poller() noexcept { poller_busy_.store(false, std::memory_order_release); }  // release: as above

@@ -241,7 +241,7 @@ void worker::poll_io_tick() noexcept {
     const std::int64_t now = now_ns();
     if (now - last_poll_ns_ < io_poll_interval_ns) return;
     last_poll_ns_ = now;
-    (void)rt_.io.poll(0);  // E5: woken fibers land in our LIFO slot and woken queue
+    (void)poll_reactor(0);  // E5: woken fibers land in our LIFO slot and woken queue
 }
 
 fiber* worker::pick_for_yield() noexcept {
@@ -318,10 +318,14 @@ fiber* worker::run_others_timers() noexcept {
     return f;
 }
 
+std::size_t worker::poll_reactor(std::int64_t timeout_ns) noexcept {
+    return rt_.io.poll(timeout_ns, io_events_.data(), static_cast<int>(io_events_.size()));
+}
+
 fiber* worker::poll_io() noexcept {
     if (!rt_.io.active()) return nullptr;
     last_poll_ns_ = now_ns();
-    if (rt_.io.poll(0) == 0) return nullptr;
+    if (poll_reactor(0) == 0) return nullptr;
     fiber* f = pick();  // E5: the woken fibers are in our LIFO slot and woken queue
     if (f) stop_searching();
     return f;
@@ -421,7 +425,7 @@ worker::epoll_sleep worker::sleep_in_epoll(std::int64_t timeout_ns) noexcept {
     std::size_t woken = 0;
     if (sleep_word.load(std::memory_order_acquire) == 1 && !rt_.stopping()) {  // acquire: as in sleep()
         last_poll_ns_ = now_ns();
-        woken = io.poll(timeout_ns);
+        woken = poll_reactor(timeout_ns);
     }
     in_epoll_.store(false, std::memory_order_relaxed);  // relaxed: a later wake_thread only writes the eventfd needlessly
     io.stop_being_poller();
