@@ -33,8 +33,10 @@ struct runtime_options {
     std::string name = {};        ///< runtime name for logs and worker thread names ("weft")
     /// Log a warning naming the fiber when a worker runs one fiber this long
     /// without switching (a fiber blocked in a std:: lock or a blocking system
-    /// call stalls its worker). 0: the default, 100 ms, or WEFT_STALL_MS;
-    /// negative: off.
+    /// call stalls its worker), saying whether its thread was computing or
+    /// asleep in the kernel. A thread starved of CPU by an overloaded machine
+    /// is reported only after 10 times this. 0: the default, 100 ms, or
+    /// WEFT_STALL_MS; negative: off.
     std::chrono::milliseconds stall_warning{0};
 };
 

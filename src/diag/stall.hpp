@@ -3,9 +3,13 @@
 // A fiber that blocks its OS thread (a std::mutex held elsewhere, a blocking
 // read(2), a long computation) stalls every fiber queued on its worker. weft
 // cannot preempt it, but it can say so: one monitor thread per runtime looks
-// at each worker every half `stall_warning` and logs, once per episode,
+// at each worker every half `stall_warning` and logs, once per episode, what
+// the worker's thread was doing (S4):
 //   weft: worker 1 of runtime 'weft' has run fiber 42 'conn-7' for 103 ms
-//   without switching (blocked in a system call or a std:: lock?)
+//   without switching, 2 ms of it on a CPU: its thread is asleep in the
+//   kernel (a blocking system call or a std:: lock?)
+//   ... for 103 ms without switching, 101 ms of it on a CPU (a long
+//   computation with no yield point?)
 //
 // Invariants.
 //  S1 A worker is stalled when it has been running a fiber (running_id != 0)
@@ -16,26 +20,69 @@
 //  S3 The monitor never touches a fiber object it does not know alive: the
 //     name comes from the registry under its shard lock (R5); a fiber that
 //     never parked is named by id only.
+//  S4 The verdict comes from the worker's thread (classify_stall): its CPU
+//     time over the episode (its thread CPU clock) and its state at the look
+//     (/proc/self/task/<tid>/stat). On a CPU for `stall_warning`: computing.
+//     Otherwise asleep in the kernel (S, D): blocked. Otherwise runnable but
+//     not running: the machine or its host is overloaded (other threads, a
+//     hypervisor's steal), which is no fault of the fiber; that is reported
+//     only after 10 x `stall_warning`, as such, and (S2) not again as
+//     computing in that episode (its message gives the CPU time). Without a
+//     state or a CPU time, or for a stopped thread (T, t: SIGSTOP, a
+//     debugger), the generic "(blocked in a system call or a std:: lock?)".
+//     Stolen time is left out of a thread's CPU clock only on a guest that
+//     accounts steal (CONFIG_PARAVIRT_TIME_ACCOUNTING, as this project's
+//     machines): elsewhere a descheduled vCPU reads as computing.
+//  S5 Lifecycle: the monitor starts after the worker threads and is stopped
+//     (runtime_impl::shutdown) once no fiber is alive, before the workers are
+//     told to exit: every tid and CPU clock it reads belongs to a live thread.
+//     A threshold above `max_threshold` (one day) is clamped to it, so its
+//     nanoseconds and 10 x never overflow.
 //
 // Memory orders. running_id and n_switches are relaxed: they are samples for
 // a diagnostic; a stale value delays or skips one warning, nothing else.
-// The monitor's own stop flag is guarded by its std::mutex.
+// os_tid is stored with release after cpu_clock (relaxed) and loaded with
+// acquire, so a monitor that sees the tid sees the clock. The monitor's own
+// stop flag is guarded by its std::mutex.
 //
 // Cost: a thread that wakes every stall_warning / 2 (default 50 ms) while the
-// runtime lives; off with stall_warning < 0.
+// runtime lives, and reads each busy worker's CPU clock (one system call);
+// off with stall_warning < 0. /proc is read only once a stall is suspected.
 //
-// Tested by test/api/stall_test.cpp.
+// Tested by test/api/stall_test.cpp and test/unit/stall_test.cpp.
 #pragma once
 #include "util/private.hpp"
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace weft::detail {
 
 class runtime_impl;
+
+/// S4's verdict on a stalled worker's thread.
+enum class stall_kind {
+    none,       // not (yet) worth a warning
+    computing,  // on a CPU for at least the threshold
+    blocked,    // asleep in the kernel (state S, D, ...)
+    starved,    // runnable but given little CPU, for 10 x the threshold
+    unknown,    // no state or CPU time to judge by, or a stopped thread
+};
+
+/// S4. `state`: the thread's state letter from /proc (0: unknown); `cpu_ns`
+/// < 0: unknown. `wall_ns`: how long the episode has lasted.
+constexpr stall_kind classify_stall(char state, std::int64_t wall_ns, std::int64_t cpu_ns,
+                                    std::int64_t threshold_ns) noexcept {
+    if (wall_ns < threshold_ns) return stall_kind::none;
+    if (cpu_ns >= threshold_ns) return stall_kind::computing;
+    if (state == 0 || state == 'T' || state == 't' || cpu_ns < 0) return stall_kind::unknown;
+    if (state != 'R') return stall_kind::blocked;
+    return wall_ns >= 10 * threshold_ns ? stall_kind::starved : stall_kind::none;
+}
 
 class stall_monitor {
 public:
@@ -45,7 +92,11 @@ public:
     stall_monitor& operator=(const stall_monitor&) = delete;
 
 private:
+    static constexpr std::chrono::hours max_threshold{24};  // S5
+
     void run();
+    void report(std::size_t worker_index, stall_kind kind, const std::string& who, long long wall_ms,
+                long long cpu_ms);
 
     runtime_impl& rt_;
     const std::chrono::milliseconds threshold_;

@@ -257,6 +257,7 @@ void runtime_impl::shutdown() {
         if (alive() == 0) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    monitor_.reset();  // S5 (diag/stall.hpp): before the workers exit, so it only looks at live threads
     stop_.store(true, std::memory_order_release);  // release: pairs with stopping()
     idle.wake_all();
     for (auto& w : workers) w->wake_thread();
@@ -265,7 +266,6 @@ void runtime_impl::shutdown() {
     // so a waker still inside post() is counted here.
     while (outside_wakes_in_flight_.load(std::memory_order_acquire) != 0)  // acquire: pairs with the release above
         std::this_thread::yield();
-    monitor_.reset();
     WEFT_CHECK(!injector_maybe_nonempty());
     shut_down_ = true;
     log().debug("runtime '{}' shut down", opts.name);

@@ -1,6 +1,8 @@
 #include "sched/worker.hpp"
 
 #include <pthread.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -440,6 +442,11 @@ void worker::run() noexcept {
         char name[16];
         std::snprintf(name, sizeof name, "weft-w%u", index_);
         ::pthread_setname_np(::pthread_self(), name);
+    }
+    if (clockid_t c; ::pthread_getcpuclockid(::pthread_self(), &c) == 0) {
+        cpu_clock.store(static_cast<int>(c), std::memory_order_relaxed);  // relaxed: published by os_tid's release
+        // release: publishes cpu_clock; pairs with the acquire in thread_cpu_ns (S4, diag/stall.hpp)
+        os_tid.store(static_cast<int>(::gettid()), std::memory_order_release);
     }
     for (;;) {
         drain_unstartable();

@@ -76,9 +76,10 @@
 //  1 runtime_impl constructs every worker, then starts their threads (a worker
 //    may steal from any other as soon as it runs, so all must exist first).
 //  2 The thread records its scheduler context, installs the alternate signal
-//    stack for overflow reports, and loops: pick, search, park.
-//  3 At shutdown the runtime first waits for every fiber to finish, then sets
-//    stop and wakes every worker; the loop exits only with empty queues, and
+//    stack for overflow reports, publishes its tid and CPU clock for the stall
+//    monitor (S4), and loops: pick, search, park.
+//  3 At shutdown the runtime first waits for every fiber to finish, stops the
+//    stall monitor (S5), then sets stop and wakes every worker; the loop exits only with empty queues, and
 //    the thread frees its stack cache. Stopping last is what makes freeing the
 //    caches safe: no fiber can exit onto a worker that is gone.
 //
@@ -176,6 +177,10 @@ public:
     // statistics: written by this worker only (relaxed load+store), read by anyone
     std::atomic<std::uint64_t> n_switches{0}, n_steals{0}, n_parks{0}, n_unparks{0}, n_sleeps{0};
     std::atomic<std::uint64_t> running_id{0};  // id of the fiber running here, 0 in the scheduler (diag/stall.hpp)
+    // S4 (diag/stall.hpp): this worker's thread, for the monitor's look at its state and CPU time.
+    // os_tid is stored (release) after cpu_clock, once, before the first fiber runs; 0 until then.
+    std::atomic<int> cpu_clock{0};  // a clockid_t
+    std::atomic<int> os_tid{0};
     // R2 counters (runtime_impl.hpp): release increments, single writer
     std::atomic<std::uint64_t> n_spawned{0}, n_exited{0};
     std::atomic<bool> lifo_full{false};  // relaxed mirror of lifo_ for stats

@@ -1,5 +1,7 @@
 // The stall warning: a fiber that blocks its worker's OS thread is reported
 // by name once the worker has made no progress for runtime_options::stall_warning.
+#include <time.h>
+
 #include <chrono>
 #include <string>
 #include <thread>
@@ -22,6 +24,40 @@ TEST(StallWarning, NamesTheFiberThatBlocksItsWorker) {
     const std::string err = testing::internal::GetCapturedStderr();
     EXPECT_NE(err.find("'sleepy' for"), std::string::npos) << err;
     EXPECT_NE(err.find("without switching"), std::string::npos) << err;
+    EXPECT_NE(err.find("asleep in the kernel"), std::string::npos) << err;  // S4: sleep_for is not a computation
+}
+
+namespace {
+
+/// CPU time of the calling thread.
+std::chrono::nanoseconds thread_cpu_time() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+}  // namespace
+
+TEST(StallWarning, TellsALongComputationFromABlockedThread) {
+    testing::internal::CaptureStderr();
+    {
+        weft::runtime rt(weft::runtime_options{.workers = 1, .stall_warning = 20ms});
+        rt.block_on([] {
+            weft::this_fiber::set_name("busy");
+            weft::this_fiber::yield();
+            // 150 ms on the CPU (not of wall time: a loaded machine may give the thread less), never switching.
+            const auto cpu_until = thread_cpu_time() + 150ms;
+            const auto give_up = std::chrono::steady_clock::now() + 10s;
+            while (thread_cpu_time() < cpu_until && std::chrono::steady_clock::now() < give_up) {
+            }
+        });
+    }
+    const std::string err = testing::internal::GetCapturedStderr();
+    if (err.find("the machine is overloaded") != std::string::npos)
+        GTEST_SKIP() << "the machine gave the worker too little CPU to judge: " << err;
+    EXPECT_NE(err.find("'busy' for"), std::string::npos) << err;
+    EXPECT_NE(err.find("a long computation"), std::string::npos) << err;
+    EXPECT_EQ(err.find("asleep in the kernel"), std::string::npos) << err;
 }
 
 TEST(StallWarning, QuietForFibersThatSwitchAndWhenOff) {
