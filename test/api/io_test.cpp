@@ -73,17 +73,21 @@ std::errc code_of(const std::system_error& e) { return static_cast<std::errc>(e.
 
 TEST_P(RuntimeTest, IoWaitReadableParksUntilAThreadWrites) {
     pipe_pair p;
-    std::atomic<bool> parked_long_enough{false};
+    std::atomic<bool> started{false}, done{false};
     auto h = rt.spawn([&] {
-        const auto t0 = clk::now();
+        started = true;
         const char c = read_byte(p.r);
-        parked_long_enough = clk::now() - t0 >= 40ms;
+        done = true;
         return c;
     });
+    // Causal, not timed: the reader has begun, and 50 ms later it has still not returned
+    // (a loaded machine may start it late, but it can never finish before the write).
+    while (!started) std::this_thread::sleep_for(1ms);
     std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(done);
     write_byte(p.w, 'x');  // a plain thread: poll(2) path if it had to wait
     EXPECT_EQ(h.join(), 'x');
-    EXPECT_TRUE(parked_long_enough);
+    EXPECT_TRUE(done);
 }
 
 // A fiber that yields in a loop (on every worker) does not starve a fiber
