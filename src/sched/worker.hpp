@@ -79,9 +79,10 @@
 //    stack for overflow reports, publishes its tid and CPU clock for the stall
 //    monitor (S4), and loops: pick, search, park.
 //  3 At shutdown the runtime first waits for every fiber to finish, stops the
-//    stall monitor (S5), then sets stop and wakes every worker; the loop exits only with empty queues, and
-//    the thread frees its stack cache. Stopping last is what makes freeing the
-//    caches safe: no fiber can exit onto a worker that is gone.
+//    stall monitor (S5), then sets stop and wakes every worker; the loop exits
+//    only with empty queues, and the thread frees its stack cache. Stopping
+//    last is what makes freeing the caches safe: no fiber can exit onto a
+//    worker that is gone.
 //
 // Rejected: switching always through the scheduler context (two jumps per
 // switch; fiber-to-fiber direct switches halve yield cost); a stealable LIFO
