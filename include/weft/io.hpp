@@ -15,7 +15,10 @@
 ///
 /// A wait may return although the descriptor is not ready (a readiness edge
 /// that an earlier call already used): retry the call, as above. A hang-up or
-/// an error counts as ready (the next call reports it).
+/// an error counts as ready (the next call reports it), and so does a regular
+/// file or directory, as in poll(2). A deadline that has already passed still
+/// lets a wait report readiness that is there (one poll(2), no waiting), so
+/// `wait_readable_for(fd, 0s)` asks "ready now?" and throws timed_out if not.
 #pragma once
 
 #include <chrono>

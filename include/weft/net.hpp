@@ -44,6 +44,7 @@
 #include <vector>
 
 #include <weft/config.hpp>
+#include <weft/detail/deadline.hpp>
 
 namespace weft::detail {
 /// Internal (src/io/net.cpp, N1-N6): a socket descriptor and the count of
@@ -145,12 +146,26 @@ public:
     tcp_stream& operator=(tcp_stream&& o) noexcept;  // closes what it held
     ~tcp_stream();
 
-    /// Connects to `to`, giving up after `timeout` (std::errc::timed_out).
-    /// May suspend; from fibers and plain threads. Throws std::system_error
-    /// (connection_refused, timed_out, network_unreachable, ...).
-    static tcp_stream connect(const endpoint& to, std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max());
-    /// As above with an address literal ("127.0.0.1:80", "[::1]:80").
-    static tcp_stream connect(std::string_view to, std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max());
+    /// Connects to `to`, giving up after `timeout` (std::errc::timed_out);
+    /// without one, waits as long as the kernel tries. The timeout saturates
+    /// (hours::max() means none); one <= 0 does not wait, so the call
+    /// succeeds only if the connection completes at once (as it may on
+    /// loopback). May suspend; from fibers and plain threads. Throws
+    /// std::system_error (connection_refused, timed_out,
+    /// network_unreachable, ...).
+    static tcp_stream connect(const endpoint& to) { return connect_until(to, detail::no_deadline); }
+    template <class Rep, class Period>
+    static tcp_stream connect(const endpoint& to, const std::chrono::duration<Rep, Period>& timeout) {
+        return connect_until(to, detail::deadline_after_ns(detail::saturating_ns(timeout)));
+    }
+    /// As above with an address literal ("127.0.0.1:80", "[::1]:80"; host
+    /// names: net::resolve, then connect to one of its endpoints). Throws
+    /// std::invalid_argument for other text.
+    static tcp_stream connect(std::string_view to) { return connect(endpoint::parse(to)); }
+    template <class Rep, class Period>
+    static tcp_stream connect(std::string_view to, const std::chrono::duration<Rep, Period>& timeout) {
+        return connect(endpoint::parse(to), timeout);
+    }
 
     /// Reads at most `n` bytes (at least 1 unless n == 0); 0 means end of
     /// stream. Waits while nothing is available, up to the read deadline.
@@ -212,6 +227,7 @@ public:
 private:
     friend class tcp_listener;
     struct adopt_t {};
+    static tcp_stream connect_until(const endpoint& to, std::int64_t deadline_ns);  // steady ns
     tcp_stream(int fd, adopt_t) noexcept : fd_(fd) {}  // already non-blocking
 
     detail::net_fd fd_;

@@ -394,10 +394,7 @@ tcp_stream::~tcp_stream() {
     destroy_fd(fd_);
 }
 
-tcp_stream tcp_stream::connect(const endpoint& to, std::chrono::nanoseconds timeout) {
-    const std::int64_t deadline = timeout == std::chrono::nanoseconds::max()
-                                      ? weft::detail::no_deadline
-                                      : weft::detail::deadline_after_ns(timeout.count());
+tcp_stream tcp_stream::connect_until(const endpoint& to, std::int64_t deadline) {
     const auto what = [&to] { return "connect " + to.to_string(); };
     tcp_stream s(open_socket(to.family(), SOCK_STREAM, what()), adopt_t{});  // closes on the way out of a throw
     const int fd = s.native_handle();
@@ -420,10 +417,6 @@ tcp_stream tcp_stream::connect(const endpoint& to, std::chrono::nanoseconds time
         if (err == EINPROGRESS || err == EALREADY || err == EINTR) continue;
         throw_errno(err, what());
     }
-}
-
-tcp_stream tcp_stream::connect(std::string_view to, std::chrono::nanoseconds timeout) {
-    return connect(endpoint::parse(to), timeout);
 }
 
 std::size_t tcp_stream::read(void* buf, std::size_t n) {

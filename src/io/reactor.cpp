@@ -137,6 +137,34 @@ int arm_oneshot(poll_desc& p, int ep, int fd) noexcept {
     return errno;
 }
 
+const char* wait_name(bool write) noexcept { return write ? "wait_writable" : "wait_readable"; }
+
+bool expired(std::int64_t deadline_ns) noexcept {
+    return deadline_ns != no_deadline && deadline_ns <= steady_now_ns();
+}
+
+/// One poll(2) of fd, not waiting: > 0 ready, 0 not, < 0 failed (errno).
+int poll_now(int fd, bool write, short& revents) noexcept {
+    pollfd pfd{fd, static_cast<short>(write ? POLLOUT : (POLLIN | POLLRDHUP)), 0};
+    int n;
+    do n = ::poll(&pfd, 1, 0);
+    while (n < 0 && errno == EINTR);
+    revents = pfd.revents;
+    return n;
+}
+
+/// A wait whose deadline has already passed still reports readiness that is
+/// there (as std::future::wait_until does, and as a data call that need not
+/// wait succeeds past its deadline): returns if fd is ready now, else throws
+/// timed_out. One poll(2), no parking; fibers and plain threads alike.
+void expired_wait(int fd, bool write) {
+    short revents = 0;
+    const int n = poll_now(fd, write, revents);
+    if (n < 0) throw_errno(errno, "poll");
+    if (n > 0 && (revents & POLLNVAL)) throw_errno(EBADF, wait_name(write));
+    if (n == 0) throw_errno(ETIMEDOUT, wait_name(write));
+}
+
 /// A plain thread's wait: poll(2) in slices, so that io_close (a gen change)
 /// and the deadline are noticed.
 void thread_wait(int fd, bool write, std::int64_t deadline_ns) {
@@ -146,7 +174,7 @@ void thread_wait(int fd, bool write, std::int64_t deadline_ns) {
         int slice_ms = 100;
         if (deadline_ns != no_deadline) {
             const std::int64_t now = steady_now_ns();
-            if (deadline_ns <= now) throw_errno(ETIMEDOUT, write ? "wait_writable" : "wait_readable");
+            if (deadline_ns <= now) return expired_wait(fd, write);
             const std::int64_t left_ms = (deadline_ns - now + 999999) / 1000000;
             if (left_ms < slice_ms) slice_ms = static_cast<int>(left_ms);
         }
@@ -156,7 +184,7 @@ void thread_wait(int fd, bool write, std::int64_t deadline_ns) {
         if (p.gen.load(std::memory_order_acquire) != gen0)  // acquire: as above
             throw_errno(EBADF, "weft io: descriptor closed while waiting");
         if (n > 0) {
-            if (pfd.revents & POLLNVAL) throw_errno(EBADF, write ? "wait_writable" : "wait_readable");
+            if (pfd.revents & POLLNVAL) throw_errno(EBADF, wait_name(write));
             return;
         }
     }
@@ -173,7 +201,7 @@ void park_on_desc(poll_desc& p, waiter& w, waiter_list& q, bool write, std::int6
     if (w.linked) q.remove(w);
     p.lk.unlock();
     if (why == wake_reason::cancelled) throw_cancelled();
-    throw_errno(ETIMEDOUT, write ? "wait_writable" : "wait_readable");
+    throw_errno(ETIMEDOUT, wait_name(write));
 }
 
 fiber* current_fiber() noexcept {
@@ -336,6 +364,7 @@ void owned_wait(int fd, bool write, std::int64_t deadline_ns, const std::uint32_
         if (drained) return;  // a plain thread's wait is poll(2), level-triggered: nothing to save
         return thread_wait(fd, write, deadline_ns);
     }
+    if (expired(deadline_ns)) return expired_wait(fd, write);
     poll_desc& p = desc_of(fd);
     p.lk.lock();
     register_owned(p, fd, self->rt->io);
@@ -367,7 +396,7 @@ std::uint32_t io_seq(int fd, bool write) {
 }
 
 void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns) {
-    if (deadline_ns != no_deadline && deadline_ns <= steady_now_ns()) return;  // N5: the recv decides
+    if (expired(deadline_ns)) return;  // N5: the recv decides
     try {
         owned_wait(fd, false, deadline_ns, &seq, true);
     } catch (const std::system_error& e) {
@@ -378,6 +407,7 @@ void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns) {
 void io_wait(int fd, bool write, std::int64_t deadline_ns) {
     fiber* self = current_fiber();
     if (!self) return thread_wait(fd, write, deadline_ns);
+    if (expired(deadline_ns)) return expired_wait(fd, write);
     poll_desc& p = desc_of(fd);
     p.lk.lock();
     if (p.owner) {  // one of weft's sockets: its registration serves
@@ -391,8 +421,10 @@ void io_wait(int fd, bool write, std::int64_t deadline_ns) {
     if (const int err = arm_oneshot(p, r.epoll_fd(), fd)) {  // E3: with w linked, so its direction is armed
         q.remove(w);
         p.lk.unlock();
-        throw_errno(err, err == EPERM ? "wait_readable/wait_writable: descriptor does not support epoll"
-                                      : "epoll_ctl");
+        // A regular file or directory: epoll refuses it (EPERM), poll(2) calls it always
+        // ready, and a plain thread's wait (poll) says so too: so do we.
+        if (err == EPERM) return;
+        throw_errno(err, wait_name(write));  // EBADF for a closed fd, as a plain thread's poll says
     }
     r.add_active(1);
     struct active_guard {

@@ -6,7 +6,9 @@
 // a full pipe parks the writer until a reader drains it; a deadline throws
 // timed_out (never early); io::close wakes a parked fiber with
 // bad_file_descriptor; a descriptor closed with ::close and reused by a new
-// pipe is waited on correctly; a negative descriptor and a regular file throw;
+// pipe is waited on correctly; a negative or closed descriptor throws; a regular
+// file is always ready (as in poll(2)); a deadline already past still reports
+// readiness that is there, and a system_clock deadline long past times out;
 // plain threads use poll(2) with the same contract; shutdown cancels a fiber
 // parked on a descriptor. Public API only.
 #include <fcntl.h>
@@ -278,15 +280,74 @@ TEST_P(RuntimeTest, IoBadDescriptorsThrow) {
         const int fd = ::mkstemp(name);
         ASSERT_GE(fd, 0);
         ::unlink(name);
-        try {  // regular files are always ready: epoll refuses them (EPERM)
-            weft::io::wait_readable(fd);
-            ADD_FAILURE() << "no error for a regular file";
-        } catch (const std::system_error& e) {
-            EXPECT_EQ(e.code().value(), EPERM);
-        }
         ::close(fd);
+        try {  // a closed descriptor: the same error as on a plain thread
+            weft::io::wait_readable(fd);
+            ADD_FAILURE() << "no error for a closed descriptor";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << e.what();
+        }
     });
     EXPECT_THROW(weft::io::wait_writable(-5), std::system_error);
+}
+
+TEST_P(RuntimeTest, IoRegularFilesAreAlwaysReadyAsInPoll) {
+    char name[] = "/tmp/weft_io_testXXXXXX";
+    const int fd = ::mkstemp(name);
+    ASSERT_GE(fd, 0);
+    ::unlink(name);
+    auto waits = [fd] {  // epoll refuses regular files (EPERM); poll(2) calls them ready
+        weft::io::wait_readable(fd);
+        weft::io::wait_writable(fd);
+        weft::io::wait_readable_for(fd, 0s);
+    };
+    EXPECT_NO_THROW(rt.block_on(waits));
+    EXPECT_NO_THROW(waits());
+    ::close(fd);
+}
+
+TEST_P(RuntimeTest, IoPastDeadlineStillReportsReadiness) {
+    pipe_pair p;
+    auto check = [&] {  // on a fiber or a plain thread
+        // The pipe is empty and writable: "ready now?" is answered, not refused.
+        EXPECT_NO_THROW(weft::io::wait_writable_for(p.w, 0s));
+        EXPECT_NO_THROW(weft::io::wait_writable(p.w, clk::now() - 1h));
+        try {
+            weft::io::wait_readable_for(p.r, 0s);
+            ADD_FAILURE() << "an empty pipe reported readable";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(code_of(e), std::errc::timed_out) << e.what();
+        }
+        write_byte(p.w, 'q');
+        EXPECT_NO_THROW(weft::io::wait_readable_for(p.r, 0s));
+        EXPECT_NO_THROW(weft::io::wait_readable(p.r, clk::time_point::min()));
+        EXPECT_EQ(read_byte(p.r), 'q');
+    };
+    rt.block_on(check);
+    check();
+}
+
+TEST_P(RuntimeTest, IoDeadlinesOnTheSystemClockDoNotOverflow) {
+    pipe_pair p;
+    std::atomic<bool> finished{false};
+    // A watchdog turns a wrapped-around "far future" deadline into a failure
+    // (the wait would return with data) instead of a hang.
+    std::thread watchdog([&] {
+        for (int i = 0; i < 500 && !finished; ++i) std::this_thread::sleep_for(10ms);
+        if (!finished) write_byte(p.w, 'w');
+    });
+    auto long_past = [&] {
+        try {
+            weft::io::wait_readable(p.r, std::chrono::system_clock::time_point::min());
+            ADD_FAILURE() << "returned: the deadline did not count as past";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(code_of(e), std::errc::timed_out) << e.what();
+        }
+    };
+    rt.block_on(long_past);
+    long_past();
+    finished = true;
+    watchdog.join();
 }
 
 TEST_P(RuntimeTest, IoShutdownCancelsAParkedFiber) {

@@ -639,6 +639,27 @@ TEST_P(NetTest, ConnectGivesUpAtItsTimeout) {
     });
 }
 
+TEST_P(NetTest, ConnectTimeoutsSaturateAndZeroDoesNotWait) {
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    const endpoint at = l.local_endpoint();
+    const std::uint16_t closed = closed_tcp_port();
+    auto check = [&] {  // on a fiber or a plain thread
+        // hours::max() in nanoseconds overflows int64: it means "no timeout", not "already over".
+        EXPECT_TRUE(tcp_stream::connect(at, std::chrono::hours::max()).is_open());
+        EXPECT_TRUE(tcp_stream::connect(at.to_string(), std::chrono::seconds::max()).is_open());
+        // A timeout <= 0 does not wait: the connection either completed at once
+        // (loopback may) or the call times out; a refusal that came at once is a refusal.
+        for (const std::chrono::nanoseconds t : {0ns, -1000000000ns}) {
+            const failure ok = failure_of([&] { (void)tcp_stream::connect(at, t); });
+            EXPECT_TRUE(!ok.code || ok.code == std::errc::timed_out) << ok.what;
+            const failure no = failure_of([&] { (void)tcp_stream::connect(endpoint("127.0.0.1", closed), t); });
+            EXPECT_TRUE(no.code == std::errc::connection_refused || no.code == std::errc::timed_out) << no.what;
+        }
+    };
+    rt.block_on(check);
+    check();
+}
+
 TEST_P(NetTest, ReadWriteAndAcceptDeadlines) {
     rt.block_on([] {
         auto l = tcp_listener::bind("127.0.0.1:0");

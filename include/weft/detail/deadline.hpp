@@ -44,7 +44,10 @@ std::int64_t to_steady_ns(const std::chrono::time_point<Clock, Duration>& t) {
     if constexpr (std::is_same_v<Clock, steady_clock>) {
         return saturating_ns(t.time_since_epoch());
     } else {  // another clock: measured from now, as std::this_thread::sleep_until does
-        return deadline_after_ns(saturating_ns(t - Clock::now()));
+        // In long double: t - now in t's own type overflows for time_point::min() (a
+        // deadline long past would wrap into the far future) or for coarse durations.
+        using exact = duration<long double, std::nano>;
+        return deadline_after_ns(saturating_ns(exact(t.time_since_epoch()) - exact(Clock::now().time_since_epoch())));
     }
 }
 }  // namespace detail
