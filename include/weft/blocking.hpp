@@ -49,6 +49,10 @@
 ///    such an integer makes that call, and every later one from a fiber,
 ///    throw std::invalid_argument naming the variable (as WEFT_WORKERS does
 ///    for a runtime): bad input fails loudly instead of being ignored.
+///    At the bound a job queues until a running one returns, so jobs that
+///    wait for one another (a job blocking until a later job has run) need
+///    a bound above their number, or they deadlock as threads of a full
+///    fixed-size pool do (weft's stall monitor cannot see pool threads).
 ///  - Memory: the job record (f's and args' copies, the result slot, a queue
 ///    link and the word the fiber parks on) lives in spawn_blocking's frame on
 ///    the caller's stack, which stays valid because the caller waits for the

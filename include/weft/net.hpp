@@ -125,8 +125,13 @@ WEFT_API std::ostream& operator<<(std::ostream& os, const endpoint& e);
 /// Throws std::system_error: the category "resolve" carries getaddrinfo's
 /// EAI_* code (its message is gai_strerror's); an empty result is EAI_NONAME;
 /// EAI_SYSTEM becomes the errno it stands for (generic category). An address
-/// literal is answered without the pool. The result has no duplicates, in
-/// getaddrinfo's order (RFC 6724 preference).
+/// literal is answered without the pool. Throws std::invalid_argument for a
+/// numeric host that is not a literal endpoint accepts ("127.1", "0x7f.1":
+/// shorthands getaddrinfo would read), and whatever spawn_blocking throws
+/// (its pool's configuration errors). Not cancellable and without a timeout
+/// of its own: a fiber waits for getaddrinfo, and runtime::shutdown() waits
+/// for the lookup to end. The result has no duplicates, in getaddrinfo's
+/// order (RFC 6724 preference).
 WEFT_API std::vector<endpoint> resolve(std::string_view host, std::uint16_t port);
 
 /// The category of resolve()'s errors: name() is "resolve", values are
@@ -138,9 +143,11 @@ class WEFT_API tcp_stream {
 public:
     /// Not connected (every I/O call throws bad_file_descriptor).
     tcp_stream() noexcept = default;
-    /// Adopts a connected stream socket: makes it non-blocking. Throws
-    /// std::invalid_argument for fd < 0, std::system_error if fcntl(2)
-    /// fails (then the caller still owns fd).
+    /// Adopts a connected (or connecting) stream socket: makes it
+    /// non-blocking. Throws std::invalid_argument when fd is negative, not a
+    /// socket, not SOCK_STREAM or a listening socket; std::system_error if
+    /// getsockopt(2) or fcntl(2) fails. When it throws, the caller still
+    /// owns fd.
     explicit tcp_stream(int fd);
     tcp_stream(tcp_stream&& o) noexcept;
     tcp_stream& operator=(tcp_stream&& o) noexcept;  // closes what it held
@@ -244,7 +251,9 @@ public:
     ~tcp_listener();
 
     /// Binds and listens; port 0 picks a free port (see local_endpoint).
-    /// Throws std::system_error (address_in_use, ...).
+    /// The kernel caps `backlog` at net.core.somaxconn (0 is allowed: the
+    /// kernel keeps a minimal queue). Throws std::invalid_argument for a
+    /// negative backlog or bad text, std::system_error (address_in_use, ...).
     static tcp_listener bind(const endpoint& at, int backlog = 1024);
     static tcp_listener bind(std::string_view at, int backlog = 1024);
 

@@ -18,7 +18,11 @@
 //    blocking pool, then the port is written into every result and
 //    duplicates are dropped (order kept). No AI_ADDRCONFIG: on a host with
 //    only loopback configured it would hide "localhost". A literal host
-//    (endpoint's syntax) is answered at once, without the pool.
+//    (endpoint's syntax) is answered at once, without the pool; any other
+//    numeric form getaddrinfo reads (inet_aton's "127.1", "0x7f.1",
+//    "2130706433") is std::invalid_argument, so that a host
+//    accepted by resolve is either a name or the literal endpoint prints.
+//  - Text holding a '\0' is never a literal (inet_pton would stop there).
 //
 // No shared state: every function here is reentrant (getaddrinfo is).
 //
@@ -82,6 +86,8 @@ std::uint32_t parse_zone(std::string_view z) noexcept {
 bool parse_address(std::string_view s, std::uint16_t port, sockaddr_storage& out) noexcept {
     char buf[INET6_ADDRSTRLEN + 1];
     out = sockaddr_storage{};
+    // inet_pton reads a C string: "1.2.3.4\0junk" would pass as 1.2.3.4.
+    if (s.find('\0') != std::string_view::npos) return false;
     if (s.find(':') == std::string_view::npos) {
         if (s.size() >= sizeof buf) return false;
         std::memcpy(buf, s.data(), s.size());
@@ -262,6 +268,22 @@ std::vector<endpoint> resolve(std::string_view host, std::uint16_t port) {
     const std::string what = "resolve " + quoted(host);
     if (name.empty() || name.find('\0') != std::string::npos)
         throw std::system_error(EAI_NONAME, resolve_category(), what);
+    {
+        // getaddrinfo also reads inet_aton's shorthands ("127.1", "0x7f.1", "2130706433"),
+        // which endpoint refuses; answering them would let a checked literal and the
+        // address it resolves to differ (an allow-list of names would not catch "127.1").
+        // AI_NUMERICHOST: no lookup, so this costs no blocking call.
+        addrinfo hints{};
+        hints.ai_flags = AI_NUMERICHOST;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* list = nullptr;
+        if (::getaddrinfo(name.c_str(), nullptr, &hints, &list) == 0) {
+            ::freeaddrinfo(list);
+            throw std::invalid_argument("weft::net::resolve: " + quoted(host) +
+                                        " is a numeric address in a shorthand form; write the literal in full "
+                                        "(127.0.0.1, ::1)");
+        }
+    }
 
     struct answer {
         int rc = 0;

@@ -92,7 +92,12 @@
 //    readable (a poll would spin); so close() is noticed when it ends.
 //  - tcp_listener::bind sets SO_REUSEADDR (as Go); IPV6_V6ONLY is left at
 //    the system default (Linux: "[::]" accepts IPv4 too). udp_socket::bind
-//    sets nothing.
+//    sets nothing. A negative backlog is std::invalid_argument; a large one
+//    is the kernel's to cap (somaxconn).
+//  - tcp_stream(fd) adopts only a non-listening SOCK_STREAM socket (TCP or
+//    AF_UNIX, connected or connecting): a pipe, a datagram socket or a
+//    listener is std::invalid_argument at once instead of an unrelated
+//    errno at its first call.
 //  - read(n == 0) and write(n == 0) return 0 without a system call (after
 //    checking the socket is open); UDP sends and receives of 0 bytes go to
 //    the kernel (an empty datagram is a datagram).
@@ -370,7 +375,20 @@ endpoint sock_name(const net_fd& s, bool peer, const char* op) {
 // ---------------------------------------------------------------- tcp_stream
 
 tcp_stream::tcp_stream(int fd) {
-    if (fd < 0) throw std::invalid_argument("weft::net::tcp_stream: negative descriptor " + std::to_string(fd));
+    const std::string what = "weft::net::tcp_stream: cannot adopt fd " + std::to_string(fd);
+    if (fd < 0) throw std::invalid_argument(what + ": negative descriptor");
+    // A stream socket, not listening: anything else would fail only at its first call,
+    // with an error about that call (ENOTSOCK, EDESTADDRREQ, ENOTCONN).
+    int type = 0, listening = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+        if (errno == ENOTSOCK) throw std::invalid_argument(what + ": not a socket");
+        throw_errno(errno, what);
+    }
+    if (type != SOCK_STREAM) throw std::invalid_argument(what + ": not a stream socket (SOCK_STREAM)");
+    len = sizeof listening;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening != 0)
+        throw std::invalid_argument(what + ": a listening socket (accept() its connections instead)");
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ((flags & O_NONBLOCK) == 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0))
         throw_errno(errno, "weft::net::tcp_stream: fcntl(O_NONBLOCK) of fd " + std::to_string(fd));
@@ -507,6 +525,9 @@ tcp_listener::~tcp_listener() {
 
 tcp_listener tcp_listener::bind(const endpoint& at, int backlog) {
     const std::string where = at.to_string();
+    if (backlog < 0)
+        throw std::invalid_argument("weft::net::tcp_listener::bind " + where + ": negative backlog " +
+                                    std::to_string(backlog));
     tcp_listener l;
     const int fd = open_socket(at.family(), SOCK_STREAM, "bind " + where);
     l.fd_.fd.store(fd, std::memory_order_relaxed);  // relaxed: not shared yet

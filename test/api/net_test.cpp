@@ -221,6 +221,13 @@ TEST(NetEndpointTest, RejectsBadTextNamingIt) {
     EXPECT_THROW(endpoint("[::1]", 80), std::invalid_argument);
     EXPECT_THROW(endpoint("localhost", 80), std::invalid_argument);
     EXPECT_THROW(endpoint("", 80), std::invalid_argument);
+    // An embedded NUL: inet_pton would stop at it and accept the prefix.
+    using namespace std::string_view_literals;
+    for (const std::string_view bad : {"1.2.3.4\0zz:80"sv, "[::1\0]:80"sv, "1.2.3.4:80\0"sv}) {
+        EXPECT_FALSE(endpoint::try_parse(bad).has_value());
+        EXPECT_THROW(endpoint::parse(bad), std::invalid_argument);
+    }
+    EXPECT_THROW(endpoint("127.0.0.1\0evil"sv, 80), std::invalid_argument);
 }
 
 TEST(NetEndpointTest, FromSockaddrAndEquality) {
@@ -275,6 +282,13 @@ TEST(NetResolveTest, OnAPlainThread) {
         EXPECT_EQ(e.code().value(), EAI_NONAME);
         EXPECT_EQ(e.code().message(), ::gai_strerror(EAI_NONAME));
     }
+    // Numeric shorthands getaddrinfo would read (inet_aton) are not names: refused,
+    // so that what resolve accepts is a name or the literal endpoint prints.
+    using namespace std::string_view_literals;
+    for (const std::string_view odd : {"127.1"sv, "0x7f.1"sv, "2130706433"sv}) {
+        EXPECT_THROW((void)weft::net::resolve(odd, 80), std::invalid_argument) << odd;
+    }
+    EXPECT_THROW((void)weft::net::resolve("127.0.0.1\0evil"sv, 80), std::system_error);
 }
 
 TEST_P(NetTest, ResolveOnFibersUsesTheBlockingPool) {
@@ -868,8 +882,30 @@ TEST_P(NetTest, ClosedMovedReleasedAndAdoptedSockets) {
         EXPECT_EQ(weft::io::close(fd), 0);
         EXPECT_EQ(s.read(b, 4), 0u);
 
-        // Adoption: any connected stream socket, made non-blocking.
+        // Adoption: any connected stream socket, made non-blocking. Anything else is
+        // refused at once (not at its first read), and the caller keeps the descriptor.
         EXPECT_THROW(tcp_stream(-1), std::invalid_argument);
+        {
+            int pfd[2];
+            ASSERT_EQ(::pipe2(pfd, O_CLOEXEC), 0);
+            const int udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            auto listening = tcp_listener::bind("127.0.0.1:0");
+            for (const int bad : {pfd[0], udp, listening.native_handle()}) {
+                try {
+                    tcp_stream t(bad);
+                    ADD_FAILURE() << "adopted fd " << bad;
+                } catch (const std::invalid_argument& e) {
+                    EXPECT_NE(std::string(e.what()).find("cannot adopt fd " + std::to_string(bad)), std::string::npos)
+                        << e.what();
+                }
+                EXPECT_EQ(::fcntl(bad, F_GETFD), FD_CLOEXEC) << "still open, still the caller's";
+            }
+            ::close(pfd[0]);
+            ::close(pfd[1]);
+            ::close(udp);
+            EXPECT_THROW((void)tcp_listener::bind("127.0.0.1:0", -1), std::invalid_argument);
+            EXPECT_TRUE(tcp_listener::bind("127.0.0.1:0", 0).is_open());
+        }
         int sv[2];
         ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         tcp_stream a(sv[0]);
