@@ -34,7 +34,15 @@
 //  N4 A call checks C before each system call, and again when a system call
 //     fails or reports end of stream: either outcome may be close()'s own
 //     shutdown, so it throws bad_file_descriptor, as net.hpp promises.
-//     Hence a call woken by N3 throws EBADF without another wait.
+//     Hence a call woken by N3 throws EBADF without another wait. A UDP
+//     recv after shutdown(2) says EAGAIN, not end of stream, so a reader
+//     that missed the shutdown's one edge (it woke another reader) must
+//     learn of C otherwise: each try loads the edge sequence (io_seq,
+//     acquire) *before* it checks C, and the reactor's count increments are
+//     releases. If the sequence it loaded predates that edge, its wait
+//     sees the count moved and it tries again; if it includes the edge, the
+//     edge came after close() set C (C is stored before the shutdown(2)
+//     that caused it), so its check sees C.
 //  N5 Deadlines are read once, when a call starts (net_deadline is a relaxed
 //     atomic so that another fiber may set it meanwhile, without effect on
 //     that call). A call waits only after EAGAIN or, N6, after the last
@@ -296,8 +304,8 @@ template <class Sys, class What>
 std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t deadline, Sys sys, const What& what,
                     std::uint32_t* seq_out = nullptr) {
     for (;;) {
+        const std::uint32_t seq = weft::detail::io_seq(c.fd(), write);  // before the call (E7) and C's check (N4)
         if (c.closing()) c.throw_closed(op);
-        const std::uint32_t seq = weft::detail::io_seq(c.fd(), write);  // before the call (E7)
         const ssize_t r = sys(c.fd());
         if (seq_out) *seq_out = seq;
         if (r > 0) {

@@ -8,8 +8,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <climits>
 #include <new>
 #include <system_error>
 
@@ -21,6 +23,7 @@
 #include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"
 #include "sync/wait_queue.hpp"
+#include "util/log.hpp"
 #include "util/spinlock.hpp"
 
 namespace weft::detail {
@@ -234,6 +237,12 @@ reactor::reactor() {
         ::close(ep_);
         throw_errno(e, "epoll_ctl(eventfd)");
     }
+    // epoll_pwait2 (nanosecond timeouts) needs Linux 5.11; an older kernel or a
+    // seccomp filter refuses it, and without this probe every poll would fail
+    // as "no events": no fiber would ever wake for I/O.
+    epoll_event probe{};
+    const timespec zero{};
+    if (::epoll_pwait2(ep_, &probe, 1, &zero, nullptr) < 0 && (errno == ENOSYS || errno == EPERM)) pwait2_ = false;
 }
 
 reactor::~reactor() {
@@ -250,7 +259,21 @@ void reactor::interrupt() noexcept {
 std::size_t reactor::poll(std::int64_t timeout_ns, epoll_event* evs, int capacity) noexcept {
     timespec ts{};
     if (timeout_ns > 0) ts = {static_cast<time_t>(timeout_ns / 1000000000), static_cast<long>(timeout_ns % 1000000000)};
-    const int n = ::epoll_pwait2(ep_, evs, capacity, timeout_ns < 0 ? nullptr : &ts, nullptr);
+    int n;
+    if (pwait2_) {
+        n = ::epoll_pwait2(ep_, evs, capacity, timeout_ns < 0 ? nullptr : &ts, nullptr);
+    } else {  // milliseconds, rounded up: never before the deadline
+        const std::int64_t ms = timeout_ns < 0 ? -1 : std::min<std::int64_t>((timeout_ns + 999999) / 1000000, INT_MAX);
+        n = ::epoll_wait(ep_, evs, capacity, static_cast<int>(ms));
+    }
+    if (n < 0 && errno != EINTR) {
+        // Cannot happen with a valid epoll fd and buffer; say so once rather than
+        // report "no events" in silence (fibers waiting for I/O would never wake).
+        // The blocking poller stops using epoll (failed()), so it does not spin.
+        if (!failed_.exchange(true, std::memory_order_relaxed))  // relaxed: a flag for one log line
+            log().error("weft: epoll_wait failed ({}): fibers waiting for I/O will not be woken",
+                        std::generic_category().message(errno));
+    }
     std::size_t woken = 0;
     for (int i = 0; i < n; ++i) {
         const std::uint64_t data = evs[i].data.u64;
@@ -275,16 +298,17 @@ std::size_t reactor::poll(std::int64_t timeout_ns, epoll_event* evs, int capacit
         }
         claimed_waiters ready;
         if (rd) {
-            // relaxed: we hold lk, the writers' lock; readers without it only need a
-            // value from before their syscall (io_seq), any older one is sound.
-            p->rseq.store(p->rseq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+            // relaxed load: we hold lk, the writers' lock. release store: a caller whose
+            // io_seq (acquire) sees this count also sees what came before the edge, such
+            // as a close()'s C bit, set before the shutdown(2) that made the edge (net.cpp N4).
+            p->rseq.store(p->rseq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
             if (e & (EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) p->rsticky = true;
             const std::size_t k = ready.claim_all(p->rq, 0);
             if (k == 0 && p->owner) p->rready = true;  // E2: keep the edge for the next reader
             woken += k;
         }
         if (wr) {
-            p->wseq.store(p->wseq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // relaxed: as rseq
+            p->wseq.store(p->wseq.load(std::memory_order_relaxed) + 1, std::memory_order_release);  // as rseq
             const std::size_t k = ready.claim_all(p->wq, 0);
             if (k == 0 && p->owner) p->wready = true;
             woken += k;
@@ -307,7 +331,7 @@ void reactor::detach_all() noexcept {
             claimed_waiters retry;
             p.lk.lock();
             if (p.owner == this || p.oneshot_ep == ep_) {
-                if (p.owner == this) add_active(-1);
+                if (p.owner == this) (void)add_active(-1);
                 p.owner = nullptr;
                 p.oneshot_ep = -1;
                 p.rready = p.wready = false;
@@ -325,9 +349,11 @@ void reactor::detach_all() noexcept {
 namespace {
 
 /// E2: registers fd once, for the descriptor's life (until io_close). p.lk
-/// held; released if it throws.
-void register_owned(poll_desc& p, int fd, reactor& r) {
-    if (!p.owner) {
+/// held; released if it throws. True: this registration made the reactor
+/// active (E9: the caller owes idle_set::notify_one, after unlocking).
+[[nodiscard]] bool register_owned(poll_desc& p, int fd, reactor& r) {
+    if (p.owner) return false;
+    {
         epoll_event ev{};
         // EPOLLPRI: urgent data stops a read short with bytes behind it (E6).
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
@@ -346,7 +372,7 @@ void register_owned(poll_desc& p, int fd, reactor& r) {
         p.owner = &r;
         p.rready = p.wready = false;
         p.rsticky = false;  // E6: the registration reports the current state as an edge
-        r.add_active(1);
+        return r.add_active(1) == 0;
     }
 }
 
@@ -367,7 +393,11 @@ void owned_wait(int fd, bool write, std::int64_t deadline_ns, const std::uint32_
     if (expired(deadline_ns)) return expired_wait(fd, write);
     poll_desc& p = desc_of(fd);
     p.lk.lock();
-    register_owned(p, fd, self->rt->io);
+    while (register_owned(p, fd, self->rt->io)) {  // E9; again if io_close came meanwhile
+        p.lk.unlock();
+        self->rt->idle.notify_one();
+        p.lk.lock();
+    }
     bool& ready = write ? p.wready : p.rready;
     // relaxed: we hold lk, the sequences' writers' lock.
     const bool moved = seq && (write ? p.wseq : p.rseq).load(std::memory_order_relaxed) != *seq;
@@ -390,7 +420,8 @@ void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint
 
 std::uint32_t io_seq(int fd, bool write) {
     // acquire: keeps the load before the system call that follows it (E6/E7 need
-    // the sequence from before that call; a later value would hide an edge).
+    // the sequence from before that call; a later value would hide an edge), and
+    // pairs with the poller's release of the count (net.cpp N4: a close seen).
     const poll_desc& p = desc_of(fd);
     return (write ? p.wseq : p.rseq).load(std::memory_order_acquire);
 }
@@ -407,14 +438,24 @@ void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns) {
 void io_wait(int fd, bool write, std::int64_t deadline_ns) {
     fiber* self = current_fiber();
     if (!self) return thread_wait(fd, write, deadline_ns);
+    // A stale number that now names the runtime's epoll fd or eventfd: re-arming it
+    // one-shot would disarm the workers' wake-ups (E4).
+    if (self->rt->io.is_internal(fd)) throw_errno(EBADF, wait_name(write));
     if (expired(deadline_ns)) return expired_wait(fd, write);
+    reactor& r = self->rt->io;
+    // Counted before the arm, so that a worker going to sleep now takes the poller
+    // role; one already asleep on its futex is woken to take it (E9).
+    if (r.add_active(1) == 0) self->rt->idle.notify_one();
+    struct active_guard {
+        reactor& r;
+        ~active_guard() { (void)r.add_active(-1); }
+    } guard{r};
     poll_desc& p = desc_of(fd);
     p.lk.lock();
     if (p.owner) {  // one of weft's sockets: its registration serves
         p.lk.unlock();
         return io_wait_owned(fd, write, deadline_ns);
     }
-    reactor& r = self->rt->io;
     waiter_list& q = write ? p.wq : p.rq;
     waiter w{self};
     q.push_back(w);
@@ -426,11 +467,6 @@ void io_wait(int fd, bool write, std::int64_t deadline_ns) {
         if (err == EPERM) return;
         throw_errno(err, wait_name(write));  // EBADF for a closed fd, as a plain thread's poll says
     }
-    r.add_active(1);
-    struct active_guard {
-        reactor& r;
-        ~active_guard() { r.add_active(-1); }
-    } guard{r};
     park_on_desc(p, w, q, write, deadline_ns);
 }
 
@@ -446,7 +482,7 @@ namespace {
 void reset_locked(poll_desc& p, claimed_waiters& out, std::uintptr_t token) noexcept {
     // release: a thread waiter that sees the new gen sees the reset (acquire in thread_wait).
     p.gen.store(p.gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    if (p.owner) p.owner->add_active(-1);
+    if (p.owner) (void)p.owner->add_active(-1);
     p.owner = nullptr;
     p.rready = p.wready = false;
     p.rsticky = false;

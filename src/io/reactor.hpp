@@ -12,7 +12,8 @@
 // registration behind.
 //
 // Ownership. A pd's fields are guarded by its spinlock, except `gen`, which is
-// written under it and read without it by plain-thread waiters. The epoll fd
+// written under it and read without it by plain-thread waiters, and the edge
+// counts `rseq`/`wseq`, written under it and read without it by io_seq (E7). The epoll fd
 // and eventfd are the reactor's; any thread may epoll_ctl and epoll_wait.
 //
 // Invariants.
@@ -34,9 +35,25 @@
 //  E4 At most one worker blocks in epoll_wait (`poller_busy_`); it is a
 //     parked worker (in the idle set's sleepers) that sets `in_epoll` before
 //     re-checking its sleep word, and a waker stores the word before loading
-//     `in_epoll` (both seq_cst: Dekker), then writes the eventfd: a wake-up
-//     is never lost in epoll_wait. Non-blocking polls may run on any worker
+//     `in_epoll` (a seq_cst fence between store and load on each side:
+//     Dekker), then writes the eventfd: a wake-up is never lost in epoll_wait. Non-blocking polls may run on any worker
 //     at any time (epoll hands each edge to one caller).
+//  E9 Someone watches the epoll set whenever it matters: while the reactor
+//     is active and a worker sleeps, either a sleeping worker is the poller
+//     (E4) or a woken worker is on its way (searching, then sleeping as the
+//     poller). Two moves keep it. (a) A poller that leaves its sleep (its
+//     fibers became ready, a timer, a notify) hands the role over:
+//     idle_set::notify_one when the reactor is active, so a worker asleep on
+//     its futex (it found the role taken) wakes and takes it; else one busy
+//     fiber that never switches would hold up every readiness event while
+//     another worker sleeps (found by review: a 1.4 s delay). (b) Whoever
+//     makes the reactor active (its count 0 -> 1) calls notify_one, for a
+//     worker that went to sleep on its futex while nothing was registered.
+//     Ordering for (b): count (relaxed RMW); notify_one's seq_cst fence; load
+//     of the idle state - against the sleeper's seq_cst state RMW; fence;
+//     load of the count (worker::sleep): Dekker, so either the sleeper sees
+//     the count and takes the role, or the notifier sees the sleeper and
+//     wakes it (or a searcher, which will sleep as the poller).
 //  E5 Woken fibers go to the polling worker (its LIFO slot, then its woken
 //     queue, where idle workers steal them): readiness runs where it was seen.
 //  E6 Drained waits (for net.cpp's N6). Every harvested read-side event of
@@ -99,10 +116,13 @@ public:
 
     int epoll_fd() const noexcept { return ep_; }
     /// Worth polling: a descriptor is registered or a one-shot waiter is armed.
-    // relaxed: a hint. The worker that ran a registering fiber sees its own increment (program
-    // order) and polls before it sleeps; others see it within a poll interval at worst.
+    // relaxed: E9. A worker going to sleep loads it after its seq_cst fence (worker::sleep);
+    // whoever takes it from 0 calls idle_set::notify_one, whose fence pairs with that one.
     bool active() const noexcept { return active_.load(std::memory_order_relaxed) > 0; }
-    void add_active(int n) noexcept { active_.fetch_add(n, std::memory_order_relaxed); }   // relaxed: a counter
+    /// Returns the count before: 0 means this call made the reactor active (E9).
+    [[nodiscard]] int add_active(int n) noexcept {
+        return active_.fetch_add(n, std::memory_order_relaxed);  // relaxed: a counter; E9 orders by fences
+    }
 
     /// Harvests up to `capacity` ready events into `evs` and wakes their fibers
     /// onto the calling worker (E5). timeout_ns: 0 = do not block, < 0 = until
@@ -119,9 +139,16 @@ public:
     /// Runtime teardown: forgets every registration with this reactor.
     void detach_all() noexcept;
 
+    /// The runtime's own descriptors, which io::wait_* must not re-register.
+    bool is_internal(int fd) const noexcept { return fd == ep_ || fd == event_fd_; }
+    /// epoll_wait failed with something other than EINTR (logged once).
+    bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }  // relaxed: a flag
+
 private:
     int ep_ = -1;
     int event_fd_ = -1;
+    bool pwait2_ = true;  // epoll_pwait2 works here (constructor's probe)
+    std::atomic<bool> failed_{false};
     std::atomic<int> active_{0};
     std::atomic<bool> poller_busy_{false};
 };

@@ -12,13 +12,20 @@
 // plain threads use poll(2) with the same contract; shutdown cancels a fiber
 // parked on a descriptor. Public API only.
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -26,6 +33,7 @@
 #include <gtest/gtest.h>
 #include <weft/weft.hpp>
 
+#include "child_process.hpp"
 #include "runtime_fixture.hpp"
 
 using namespace std::chrono_literals;
@@ -110,6 +118,73 @@ TEST_P(RuntimeTest, IoReadinessIsSeenWhileEveryWorkerYields) {
     write_byte(p.w, 'y');
     for (auto& s : spinners) EXPECT_TRUE(s.join());
     EXPECT_EQ(reader.join(), 'y');
+}
+
+namespace {
+/// Computes without a yield point until `stop` or 10 s: a fiber that holds its worker.
+bool hold_the_worker_until(const std::atomic<bool>& stop) {
+    const auto limit = clk::now() + 10s;
+    while (!stop.load() && clk::now() < limit) {
+    }
+    return stop.load();
+}
+}  // namespace
+
+// reactor.hpp E9a: the blocking poller wakes for one fiber that then computes
+// without switching; the other worker, asleep on its futex, must take over the
+// poller role, or a second descriptor's readiness waits for the computation
+// (it did: 1.4 s). Causal: the second reader returns while the first still holds
+// its worker.
+TEST_P(RuntimeTest, IoReadinessIsSeenWhileTheFormerPollerComputes) {
+    if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
+    pipe_pair a, b;
+    std::atomic<bool> second_woke{false};
+    std::atomic<int> parked{0};
+    auto first = rt.spawn([&] {
+        ++parked;
+        weft::io::wait_readable(a.r);
+        return hold_the_worker_until(second_woke);
+    });
+    auto second = rt.spawn([&] {
+        ++parked;
+        const char c = read_byte(b.r);
+        second_woke = true;
+        return c;
+    });
+    while (parked.load() < 2) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(50ms);  // every worker asleep: one in epoll_wait, the others on futexes
+    write_byte(a.w, 'a');               // the poller wakes for `first`, which computes
+    std::this_thread::sleep_for(50ms);
+    write_byte(b.w, 'b');
+    EXPECT_EQ(second.join(), 'b');
+    EXPECT_TRUE(first.join()) << "the second reader woke only after the first stopped computing";
+}
+
+// reactor.hpp E9b: every worker went to sleep on its futex while nothing was
+// registered; then a fiber parks on a pipe and its worker goes on with a fiber
+// that computes. Whoever made the reactor active must wake a sleeper to poll.
+TEST_P(RuntimeTest, IoReadinessIsSeenWhenTheFirstWaitFindsEveryWorkerAsleep) {
+    if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
+    pipe_pair p;
+    std::atomic<bool> reader_woke{false}, parking{false};
+    weft::latch go(1);
+    auto holder = rt.spawn([&] {
+        go.wait();
+        return hold_the_worker_until(reader_woke);
+    });
+    std::this_thread::sleep_for(50ms);  // every worker asleep on its futex: nothing registered
+    auto reader = rt.spawn([&] {
+        go.count_down();  // `holder` lands in this worker's LIFO slot: it runs when we park
+        parking = true;
+        const char c = read_byte(p.r);
+        reader_woke = true;
+        return c;
+    });
+    while (!parking.load()) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(50ms);
+    write_byte(p.w, 'r');
+    EXPECT_EQ(reader.join(), 'r');
+    EXPECT_TRUE(holder.join()) << "the reader woke only after the holder stopped computing";
 }
 
 TEST_P(RuntimeTest, IoPipePingPongBetweenManyFiberPairs) {
@@ -367,4 +442,54 @@ TEST_P(RuntimeTest, IoShutdownCancelsAParkedFiber) {
         local.shutdown();
     }
     EXPECT_EQ(outcome.load(), 2);
+}
+
+// A kernel older than 5.11 (or a seccomp profile) refuses epoll_pwait2: the
+// reactor falls back to epoll_wait (millisecond timeouts) instead of treating
+// every poll as "no events", which left I/O waiters asleep for good and the
+// blocking poller spinning. The child installs a seccomp filter that makes
+// epoll_pwait2 fail with ENOSYS, before its runtime's threads exist.
+namespace {
+constexpr const char* no_pwait2_env = "WEFT_TEST_NO_PWAIT2_WORKERS";
+
+bool deny_epoll_pwait2() {
+    sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_epoll_pwait2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
+    return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+}  // namespace
+
+TEST(IoNoPwait2Child, Run) {
+    const char* arg = std::getenv(no_pwait2_env);
+    if (!arg) GTEST_SKIP() << "runs only in the child process of RuntimeTest.IoWorksWithoutEpollPwait2";
+    ASSERT_TRUE(deny_epoll_pwait2()) << std::strerror(errno);
+    ASSERT_EQ(::syscall(SYS_epoll_pwait2, -1, nullptr, 0, nullptr, nullptr, 0), -1);
+    ASSERT_EQ(errno, ENOSYS) << "the filter is not in force";
+    weft::runtime rt{weft::runtime_options{.workers = std::strtoul(arg, nullptr, 10)}};
+    pipe_pair p;
+    auto reader = rt.spawn([&] {
+        weft::io::wait_readable_for(p.r, 20s);  // timed_out here would be the old failure
+        return read_byte(p.r);
+    });
+    std::this_thread::sleep_for(50ms);  // the reader is parked, a worker is in epoll_wait
+    write_byte(p.w, 'z');
+    EXPECT_EQ(reader.join(), 'z');
+    // A sleeping worker's timer deadline becomes the poll timeout, rounded up to a millisecond.
+    const auto t0 = clk::now();
+    rt.block_on([] { weft::this_fiber::sleep_for(3ms); });
+    EXPECT_GE(clk::now() - t0, 3ms);
+}
+
+TEST_P(RuntimeTest, IoWorksWithoutEpollPwait2) {
+    const auto res = weft_test::run_test_in_child("IoNoPwait2Child.Run",
+                                                  std::string(no_pwait2_env) + "=" + std::to_string(workers()), 60s);
+    EXPECT_FALSE(res.timed_out) << res.output;
+    EXPECT_TRUE(res.exited && res.exit_code == 0) << "signal " << res.signal << "\n" << res.output;
+    EXPECT_NE(res.output.find("[  PASSED  ] 1 test"), std::string::npos) << res.output;
+    EXPECT_EQ(res.output.find("epoll_wait failed"), std::string::npos) << res.output;
 }
