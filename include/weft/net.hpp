@@ -138,6 +138,24 @@ WEFT_API std::vector<endpoint> resolve(std::string_view host, std::uint16_t port
 /// getaddrinfo's EAI_* codes, message() is gai_strerror's.
 WEFT_API const std::error_category& resolve_category() noexcept;
 
+/// What tcp_stream::read_exact() and write_all() throw when they fail: the
+/// error of the system call or wait that failed (code() as the other calls
+/// give it: timed_out at the deadline, connection_reset, bad_file_descriptor
+/// after close(), no_message_available for an end of stream in the middle),
+/// and how many bytes were read into the buffer or written before it, so a
+/// deadline or a reset loses nothing: the caller knows where to resume. A
+/// fiber's cancellation (weft::operation_cancelled) is not wrapped.
+class WEFT_API transfer_error : public std::system_error {
+public:
+    transfer_error(std::error_code ec, const std::string& what, std::size_t bytes_transferred);
+    ~transfer_error() override;
+    /// Bytes read into the buffer / written, from its start, before the failure.
+    std::size_t bytes_transferred() const noexcept { return bytes_; }
+
+private:
+    std::size_t bytes_;
+};
+
 /// A connected TCP socket. Move-only; the destructor closes it.
 class WEFT_API tcp_stream {
 public:
@@ -179,13 +197,17 @@ public:
     /// May suspend.
     std::size_t read(void* buf, std::size_t n);
     /// Reads exactly `n` bytes. Returns false if the stream ended before the
-    /// first byte; throws std::system_error(std::errc::no_message_available)
-    /// if it ended after some but not all. May suspend.
+    /// first byte; throws transfer_error (a std::system_error) with
+    /// std::errc::no_message_available if it ended after some but not all,
+    /// and for any other failure (the read deadline: timed_out), giving the
+    /// count of bytes already in `buf`. May suspend.
     bool read_exact(void* buf, std::size_t n);
     /// Writes at least 1 byte (unless n == 0), at most `n`; returns how many.
     /// May suspend (while the send buffer is full), up to the write deadline.
     std::size_t write(const void* buf, std::size_t n);
-    /// Writes all `n` bytes, across partial writes. May suspend.
+    /// Writes all `n` bytes, across partial writes. May suspend. Throws
+    /// transfer_error (a std::system_error) with how many bytes were written
+    /// before the failure (the write deadline: timed_out).
     void write_all(const void* buf, std::size_t n);
     void write_all(std::string_view s) { write_all(s.data(), s.size()); }
 
@@ -215,6 +237,11 @@ public:
     /// accept() start with it on, as Go's do; adopted ones keep their own.
     /// Never suspends. Throws std::system_error.
     void set_nodelay(bool on);
+    /// getpeername(2) / getsockname(2), asked each time (not cached, unlike
+    /// Go's RemoteAddr): after the peer reset the connection, peer_endpoint
+    /// throws std::system_error(not_connected); bad_file_descriptor on a
+    /// closed socket; std::invalid_argument for an AF_UNIX socket (adopted).
+    /// Never suspend.
     endpoint peer_endpoint() const;
     endpoint local_endpoint() const;
 
@@ -303,11 +330,15 @@ public:
     /// Throws std::system_error (message_size when n is too large for one
     /// datagram, timed_out past the write deadline, ...).
     std::size_t send_to(const void* buf, std::size_t n, const endpoint& to);
-    /// Receives one datagram (truncated to n); returns the bytes stored.
-    /// May suspend, up to the read deadline.
+    /// Receives one datagram; returns the bytes stored. A datagram longer
+    /// than `n` is truncated and the rest is dropped, silently, as recvfrom(2)
+    /// and Go's ReadFrom do: a buffer of 65,536 bytes never truncates (n == 0
+    /// takes a datagram and stores nothing). May suspend, up to the read
+    /// deadline.
     std::size_t recv_from(void* buf, std::size_t n, endpoint& from);
-    /// On a connected socket. recv may throw connection_refused when an
-    /// earlier datagram found no listener (an ICMP error).
+    /// On a connected socket. send and recv may throw connection_refused
+    /// when an earlier datagram found no listener (an ICMP error, reported
+    /// by whichever call comes next).
     std::size_t send(const void* buf, std::size_t n);
     std::size_t recv(void* buf, std::size_t n);
 

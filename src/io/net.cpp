@@ -287,8 +287,25 @@ void renamed_errors(const What& what, Wait wait) {
     } catch (const weft::fiber_error&) {
         throw;
     } catch (const std::system_error& e) {
+        // A wait times out only at the call's deadline: say so, since the same code from
+        // the kernel (a connection that died: keep-alive, retransmissions) means otherwise.
+        if (e.code() == std::errc::timed_out) throw std::system_error(e.code(), what() + ": deadline exceeded");
         throw std::system_error(e.code(), what());
     }
+}
+
+/// read_exact / write_all: `e`, from the call that failed after `done` of `n`
+/// bytes, as a transfer_error carrying that count (nothing is lost). The text
+/// is e's own (its what() without the code's message) and the count.
+[[noreturn]] void throw_transfer(const std::system_error& e, std::size_t done, std::size_t n, const char* verb) {
+    std::string_view text = e.what();
+    const std::string tail = ": " + e.code().message();
+    if (text.size() >= tail.size() && text.substr(text.size() - tail.size()) == tail)
+        text.remove_suffix(tail.size());
+    throw transfer_error(e.code(),
+                         std::string(text) + " (" + std::to_string(done) + " of " + std::to_string(n) + " bytes " +
+                             verb + ")",
+                         done);
 }
 
 /// `seq`: weft::detail::io_seq loaded before the system call that said EAGAIN (reactor.hpp E7).
@@ -416,6 +433,11 @@ tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
     return *this;
 }
 
+transfer_error::transfer_error(std::error_code ec, const std::string& what, std::size_t bytes_transferred)
+    : std::system_error(ec, what), bytes_(bytes_transferred) {}
+
+transfer_error::~transfer_error() = default;
+
 tcp_stream::~tcp_stream() {
     destroy_fd(fd_);
 }
@@ -458,12 +480,21 @@ bool tcp_stream::read_exact(void* buf, std::size_t n) {
     auto* p = static_cast<char*>(buf);
     std::size_t got = 0;
     while (got < n) {
-        const std::size_t r = stream_recv(c, fd_, "read_exact", deadline, p + got, n - got,
-                                          [&c] { return describe("read_exact", c.fd(), true); });
+        std::size_t r = 0;
+        try {
+            r = stream_recv(c, fd_, "read_exact", deadline, p + got, n - got,
+                            [&c] { return describe("read_exact", c.fd(), true); });
+        } catch (const weft::fiber_error&) {
+            throw;  // cancellation: the runtime is going away
+        } catch (const std::system_error& e) {
+            throw_transfer(e, got, n, "read");
+        }
         if (r == 0) {
             if (got == 0) return false;
-            throw_errno(ENODATA, describe("read_exact", c.fd(), true) + ": stream ended after " +
-                                     std::to_string(got) + " of " + std::to_string(n) + " bytes");
+            throw transfer_error(std::make_error_code(std::errc::no_message_available),
+                                 describe("read_exact", c.fd(), true) + ": stream ended after " +
+                                     std::to_string(got) + " of " + std::to_string(n) + " bytes",
+                                 got);
         }
         got += r;
     }
@@ -484,9 +515,15 @@ void tcp_stream::write_all(const void* buf, std::size_t n) {
     const auto* p = static_cast<const char*>(buf);
     std::size_t done = 0;
     while (done < n) {
-        done += io_loop(c, "write_all", true, deadline,
-                        [p, done, n](int fd) { return sys_send(fd, p + done, n - done); },  // N1
-                        [&c] { return describe("write_all", c.fd(), true); });
+        try {
+            done += io_loop(c, "write_all", true, deadline,
+                            [p, done, n](int fd) { return sys_send(fd, p + done, n - done); },  // N1
+                            [&c] { return describe("write_all", c.fd(), true); });
+        } catch (const weft::fiber_error&) {
+            throw;  // cancellation: the runtime is going away
+        } catch (const std::system_error& e) {
+            throw_transfer(e, done, n, "written");
+        }
     }
 }
 

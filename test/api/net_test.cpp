@@ -674,6 +674,53 @@ TEST_P(NetTest, ConnectTimeoutsSaturateAndZeroDoesNotWait) {
     check();
 }
 
+// read_exact and write_all that fail part-way say how far they got
+// (transfer_error), so a deadline loses nothing; a deadline's message says it
+// was the deadline (the same code from the kernel means a dead connection).
+TEST_P(NetTest, ReadExactAndWriteAllReportWhatTheyTransferred) {
+    auto check = [] {  // on a fiber or a plain thread
+        loopback_connection k;
+        k.c.write_all("ab");
+        char buf[4] = {};
+        k.s.set_read_deadline(clk::now() + 50ms);
+        try {
+            (void)k.s.read_exact(buf, 4);
+            ADD_FAILURE() << "read_exact returned with 2 of 4 bytes";
+        } catch (const weft::net::transfer_error& e) {
+            EXPECT_EQ(e.code(), std::errc::timed_out) << e.what();
+            EXPECT_EQ(e.bytes_transferred(), 2u);
+            EXPECT_EQ(std::string(buf, 2), "ab");
+            EXPECT_NE(std::string(e.what()).find("deadline exceeded (2 of 4 bytes read)"), std::string::npos)
+                << e.what();
+        }
+        // The stream is still usable: resume where it stopped.
+        k.s.set_read_deadline(weft::io::no_deadline);
+        k.c.write_all("cd");
+        ASSERT_TRUE(k.s.read_exact(buf + 2, 2));
+        EXPECT_EQ(std::string(buf, 4), "abcd");
+
+        // The peer never reads: write_all fills both socket buffers, then times out.
+        const std::vector<unsigned char> big(64 << 20, 'x');
+        k.c.set_write_deadline(clk::now() + 100ms);
+        try {
+            k.c.write_all(big.data(), big.size());
+            ADD_FAILURE() << "64 MiB fit into the socket buffers";
+        } catch (const weft::net::transfer_error& e) {
+            EXPECT_EQ(e.code(), std::errc::timed_out) << e.what();
+            EXPECT_GT(e.bytes_transferred(), 0u);
+            EXPECT_LT(e.bytes_transferred(), big.size());
+            EXPECT_NE(std::string(e.what()).find("bytes written)"), std::string::npos) << e.what();
+        }
+        // A plain read's deadline names itself too.
+        k.c.set_read_deadline(clk::now() + 10ms);
+        const failure f = failure_of([&] { (void)k.c.read(buf, 1); });
+        EXPECT_EQ(f.code, std::errc::timed_out);
+        EXPECT_NE(f.what.find("deadline exceeded"), std::string::npos) << f.what;
+    };
+    rt.block_on(check);
+    check();
+}
+
 TEST_P(NetTest, ReadWriteAndAcceptDeadlines) {
     rt.block_on([] {
         auto l = tcp_listener::bind("127.0.0.1:0");
