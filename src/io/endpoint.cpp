@@ -171,8 +171,10 @@ endpoint::endpoint(std::string_view address, std::uint16_t port) {
 
 endpoint endpoint::parse(std::string_view text) {
     if (auto e = try_parse(text)) return *e;
-    throw std::invalid_argument("weft::net::endpoint::parse: not an address:port (127.0.0.1:80, [::1]:80): " +
-                                quoted(text));
+    throw std::invalid_argument(
+        "weft::net::endpoint::parse: not an address:port (127.0.0.1:80, [::1]:80; a host name needs "
+        "weft::net::resolve): " +
+        quoted(text));
 }
 
 std::optional<endpoint> endpoint::try_parse(std::string_view text) noexcept {
