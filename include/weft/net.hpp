@@ -199,8 +199,9 @@ public:
     /// Reads exactly `n` bytes. Returns false if the stream ended before the
     /// first byte; throws transfer_error (a std::system_error) with
     /// std::errc::no_message_available if it ended after some but not all,
-    /// and for any other failure (the read deadline: timed_out), giving the
-    /// count of bytes already in `buf`. May suspend.
+    /// and for any other failure once it has started (the read deadline:
+    /// timed_out), giving the count of bytes already in `buf` (a closed
+    /// socket: plain bad_file_descriptor, nothing read). May suspend.
     bool read_exact(void* buf, std::size_t n);
     /// Writes at least 1 byte (unless n == 0), at most `n`; returns how many.
     /// May suspend (while the send buffer is full), up to the write deadline.

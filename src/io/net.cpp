@@ -645,7 +645,7 @@ tcp_stream tcp_listener::accept(endpoint& peer) {
                 pause_ns = std::min<std::int64_t>(pause_ns * 2, 1'000'000'000);
             }
             const std::int64_t now = weft::detail::steady_now_ns();
-            if (now >= deadline) throw_errno(ETIMEDOUT, what());
+            if (now >= deadline) throw_errno(ETIMEDOUT, what() + ": deadline exceeded");
             weft::detail::sleep_until_steady_ns(std::min(deadline, weft::detail::deadline_after_ns(pause_ns)));
             continue;
         }

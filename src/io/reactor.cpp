@@ -80,6 +80,9 @@ std::uint64_t event_data(int fd, std::uint32_t gen) noexcept {
 }
 
 [[noreturn]] void throw_errno(int e, const char* what) { throw std::system_error(e, std::generic_category(), what); }
+[[noreturn]] void throw_errno(int e, const std::string& what) {
+    throw std::system_error(e, std::generic_category(), what);
+}
 
 /// Waiters claimed under a pd lock, woken after it is released (as channels
 /// do, C-style): the wake may take the idle set's mutex and a futex syscall,
@@ -161,11 +164,12 @@ int poll_now(int fd, bool write, short& revents) noexcept {
 /// wait succeeds past its deadline): returns if fd is ready now, else throws
 /// timed_out. One poll(2), no parking; fibers and plain threads alike.
 void expired_wait(int fd, bool write) {
+    if (fd < 0) throw_errno(EBADF, wait_name(write));  // poll(2) would skip it: 0, "not ready"
     short revents = 0;
     const int n = poll_now(fd, write, revents);
     if (n < 0) throw_errno(errno, "poll");
     if (n > 0 && (revents & POLLNVAL)) throw_errno(EBADF, wait_name(write));
-    if (n == 0) throw_errno(ETIMEDOUT, wait_name(write));
+    if (n == 0) throw_errno(ETIMEDOUT, std::string(wait_name(write)) + ": deadline exceeded");
 }
 
 /// A plain thread's wait: poll(2) in slices, so that io_close (a gen change)
@@ -204,7 +208,7 @@ void park_on_desc(poll_desc& p, waiter& w, waiter_list& q, bool write, std::int6
     if (w.linked) q.remove(w);
     p.lk.unlock();
     if (why == wake_reason::cancelled) throw_cancelled();
-    throw_errno(ETIMEDOUT, wait_name(write));
+    throw_errno(ETIMEDOUT, std::string(wait_name(write)) + ": deadline exceeded");
 }
 
 fiber* current_fiber() noexcept {

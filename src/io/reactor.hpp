@@ -46,7 +46,14 @@
 //     idle_set::notify_one when the reactor is active, so a worker asleep on
 //     its futex (it found the role taken) wakes and takes it; else one busy
 //     fiber that never switches would hold up every readiness event while
-//     another worker sleeps (found by review: a 1.4 s delay). (b) Whoever
+//     another worker sleeps (found by review: a 1.4 s delay). So does a
+//     worker that came to sleep() searching and leaves it without polling
+//     (its timer was due): a notify_one that found it searching relied on
+//     it. Cost: at low load, each readiness event that wakes the poller
+//     costs a second worker's wake-up and return to sleep (measured: 2.4-2.8
+//     voluntary switches per event instead of 1); Go pays the same (an M
+//     back from netpoll with work is spinning, and resetspinning wakes
+//     another). Under load no worker sleeps and the hand-over is a fence. (b) Whoever
 //     makes the reactor active (its count 0 -> 1) calls notify_one, for a
 //     worker that went to sleep on its futex while nothing was registered.
 //     Ordering for (b): count (relaxed RMW); notify_one's seq_cst fence; load

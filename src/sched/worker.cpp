@@ -373,7 +373,9 @@ void worker::sleep() noexcept {
     auto leave = [&] {
         sleep_deadline_.store(timer_queue::none, std::memory_order_relaxed);  // relaxed: a hint for nudgers
         // E9a: a worker asleep on its futex (it found the role taken) becomes the poller.
-        if (polled && rt_.io.active()) rt_.idle.notify_one();
+        // Also when we came in searching: a notifier that saw us searching left the
+        // role to us, and we are leaving (a due timer) without having taken it.
+        if ((polled || was_searching) && rt_.io.active()) rt_.idle.notify_one();
     };
     for (;;) {
         const std::uint32_t word = sleep_word.load(std::memory_order_acquire);  // acquire: pairs with the waker's release

@@ -364,6 +364,17 @@ TEST_P(RuntimeTest, IoBadDescriptorsThrow) {
         }
     });
     EXPECT_THROW(weft::io::wait_writable(-5), std::system_error);
+    // A deadline already past does not turn a bad descriptor into a timeout (poll(2) skips fd < 0).
+    auto negative_past = [] {
+        try {
+            weft::io::wait_readable_for(-1, 0s);
+            ADD_FAILURE() << "no error for fd -1";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << e.what();
+        }
+    };
+    rt.block_on(negative_past);
+    negative_past();
 }
 
 TEST_P(RuntimeTest, IoRegularFilesAreAlwaysReadyAsInPoll) {
