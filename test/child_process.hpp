@@ -21,6 +21,8 @@
 #include <system_error>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 extern char** environ;
 
 namespace weft_test {
@@ -95,6 +97,18 @@ inline child_result run_test_in_child(const std::string& filter, const std::stri
         res.signal = WTERMSIG(status);
     }
     return res;
+}
+
+/// The child ran its one test to a pass, on time, and exited 0; else says
+/// what happened, with the child's output.
+inline ::testing::AssertionResult child_passed(const child_result& res) {
+    if (res.timed_out) return ::testing::AssertionFailure() << "killed after its time limit\n" << res.output;
+    if (!res.exited || res.exit_code != 0)
+        return ::testing::AssertionFailure() << "exit code " << res.exit_code << ", signal " << res.signal << "\n"
+                                             << res.output;
+    if (res.output.find("[  PASSED  ] 1 test") == std::string::npos)
+        return ::testing::AssertionFailure() << "its test did not pass (filter or skip?)\n" << res.output;
+    return ::testing::AssertionSuccess();
 }
 
 }  // namespace weft_test
