@@ -76,6 +76,7 @@ void stall_monitor::run() {
     const std::int64_t threshold_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(threshold_).count();
     std::unique_lock<std::mutex> lk(mu_);
     while (!cv_.wait_for(lk, period, [this] { return stop_; })) {
+        bool stuck = false;  // S6: some worker has not switched since the last look
         for (std::size_t i = 0; i < looks.size(); ++i) {
             const worker& w = *rt_.workers[i];
             const std::uint64_t id = w.running_id.load(std::memory_order_relaxed);  // relaxed: S1 (header)
@@ -87,6 +88,7 @@ void stall_monitor::run() {
                 l = look{id, sw, now, cpu_now, false};
                 continue;
             }
+            stuck = true;
             if (l.reported) continue;  // S2
             const std::int64_t wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now - l.since).count();
             if (wall < threshold_ns) continue;
@@ -98,6 +100,8 @@ void stall_monitor::run() {
             l.reported = true;
             report(i, kind, rt_.describe_fiber(id), wall / ns_per_ms, cpu / ns_per_ms);
         }
+        // S6 / E9: a stuck worker does not poll; make sure a sleeping one does.
+        if (stuck && rt_.io.active() && !rt_.io.poller_present() && rt_.idle.someone_sleeps()) rt_.idle.notify_one();
     }
 }
 

@@ -38,6 +38,13 @@
 //     told to exit: every tid and CPU clock it reads belongs to a live thread.
 //     A threshold above `max_threshold` (one day) is clamped to it, so its
 //     nanoseconds and 10 x never overflow.
+//  S6 The I/O backstop (io/reactor.hpp E9): after a look that found some
+//     worker still in the fiber it ran at the previous look, if the reactor
+//     is active, no worker is the blocking poller and some worker sleeps,
+//     the monitor calls idle_set::notify_one; the woken worker goes back to
+//     sleep as the poller. Every input is a hint: a stale one costs a
+//     needless wake-up or one more look, and notify_one is safe from any
+//     thread.
 //
 // Memory orders. running_id and n_switches are relaxed: they are samples for
 // a diagnostic; a stale value delays or skips one warning, nothing else.

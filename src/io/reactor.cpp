@@ -335,7 +335,7 @@ void reactor::detach_all() noexcept {
             claimed_waiters retry;
             p.lk.lock();
             if (p.owner == this || p.oneshot_ep == ep_) {
-                if (p.owner == this) (void)add_active(-1);
+                if (p.owner == this) add_active(-1);
                 p.owner = nullptr;
                 p.oneshot_ep = -1;
                 p.rready = p.wready = false;
@@ -353,11 +353,9 @@ void reactor::detach_all() noexcept {
 namespace {
 
 /// E2: registers fd once, for the descriptor's life (until io_close). p.lk
-/// held; released if it throws. True: this registration made the reactor
-/// active (E9: the caller owes idle_set::notify_one, after unlocking).
-[[nodiscard]] bool register_owned(poll_desc& p, int fd, reactor& r) {
-    if (p.owner) return false;
-    {
+/// held; released if it throws.
+void register_owned(poll_desc& p, int fd, reactor& r) {
+    if (!p.owner) {
         epoll_event ev{};
         // EPOLLPRI: urgent data stops a read short with bytes behind it (E6).
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
@@ -376,7 +374,7 @@ namespace {
         p.owner = &r;
         p.rready = p.wready = false;
         p.rsticky = false;  // E6: the registration reports the current state as an edge
-        return r.add_active(1) == 0;
+        r.add_active(1);
     }
 }
 
@@ -397,11 +395,7 @@ void owned_wait(int fd, bool write, std::int64_t deadline_ns, const std::uint32_
     if (expired(deadline_ns)) return expired_wait(fd, write);
     poll_desc& p = desc_of(fd);
     p.lk.lock();
-    while (register_owned(p, fd, self->rt->io)) {  // E9; again if io_close came meanwhile
-        p.lk.unlock();
-        self->rt->idle.notify_one();
-        p.lk.lock();
-    }
+    register_owned(p, fd, self->rt->io);
     bool& ready = write ? p.wready : p.rready;
     // relaxed: we hold lk, the sequences' writers' lock.
     const bool moved = seq && (write ? p.wseq : p.rseq).load(std::memory_order_relaxed) != *seq;
@@ -447,12 +441,10 @@ void io_wait(int fd, bool write, std::int64_t deadline_ns) {
     if (self->rt->io.is_internal(fd)) throw_errno(EBADF, wait_name(write));
     if (expired(deadline_ns)) return expired_wait(fd, write);
     reactor& r = self->rt->io;
-    // Counted before the arm, so that a worker going to sleep now takes the poller
-    // role; one already asleep on its futex is woken to take it (E9).
-    if (r.add_active(1) == 0) self->rt->idle.notify_one();
+    r.add_active(1);  // before the arm: a worker going to sleep now takes the poller role (E4)
     struct active_guard {
         reactor& r;
-        ~active_guard() { (void)r.add_active(-1); }
+        ~active_guard() { r.add_active(-1); }
     } guard{r};
     poll_desc& p = desc_of(fd);
     p.lk.lock();
@@ -486,7 +478,7 @@ namespace {
 void reset_locked(poll_desc& p, claimed_waiters& out, std::uintptr_t token) noexcept {
     // release: a thread waiter that sees the new gen sees the reset (acquire in thread_wait).
     p.gen.store(p.gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    if (p.owner) (void)p.owner->add_active(-1);
+    if (p.owner) p.owner->add_active(-1);
     p.owner = nullptr;
     p.rready = p.wready = false;
     p.rsticky = false;

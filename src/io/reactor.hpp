@@ -38,29 +38,24 @@
 //     `in_epoll` (a seq_cst fence between store and load on each side:
 //     Dekker), then writes the eventfd: a wake-up is never lost in epoll_wait. Non-blocking polls may run on any worker
 //     at any time (epoll hands each edge to one caller).
-//  E9 Someone watches the epoll set whenever it matters: while the reactor
-//     is active and a worker sleeps, either a sleeping worker is the poller
-//     (E4) or a woken worker is on its way (searching, then sleeping as the
-//     poller). Two moves keep it. (a) A poller that leaves its sleep (its
-//     fibers became ready, a timer, a notify) hands the role over:
-//     idle_set::notify_one when the reactor is active, so a worker asleep on
-//     its futex (it found the role taken) wakes and takes it; else one busy
-//     fiber that never switches would hold up every readiness event while
-//     another worker sleeps (found by review: a 1.4 s delay). So does a
-//     worker that came to sleep() searching and leaves it without polling
-//     (its timer was due): a notify_one that found it searching relied on
-//     it. Cost: at low load, each readiness event that wakes the poller
-//     costs a second worker's wake-up and return to sleep (measured: 2.4-2.8
-//     voluntary switches per event instead of 1); Go pays the same (an M
-//     back from netpoll with work is spinning, and resetspinning wakes
-//     another). Under load no worker sleeps and the hand-over is a fence. (b) Whoever
-//     makes the reactor active (its count 0 -> 1) calls notify_one, for a
-//     worker that went to sleep on its futex while nothing was registered.
-//     Ordering for (b): count (relaxed RMW); notify_one's seq_cst fence; load
-//     of the idle state - against the sleeper's seq_cst state RMW; fence;
-//     load of the count (worker::sleep): Dekker, so either the sleeper sees
-//     the count and takes the role, or the notifier sees the sleeper and
-//     wakes it (or a searcher, which will sleep as the poller).
+//  E9 A backstop, as Go's sysmon (it polls the network when nobody has for
+//     10 ms): busy workers poll only when they switch fibers (W7), so while
+//     every awake worker runs one fiber that never switches and the others
+//     sleep on their futexes, nobody would watch the epoll set (the poller
+//     woke for some fiber and runs it; or the others went to sleep before
+//     anything was registered): a review measured readiness waiting 1.4 s
+//     for such a computation. The stall monitor (diag/stall.hpp S6) checks
+//     at each look: the reactor active, no blocking poller, some worker
+//     asleep, and some worker still in the fiber it ran at the last look;
+//     then it wakes one sleeper (idle_set::notify_one), which finds nothing,
+//     goes back to sleep and, the role being free, blocks in epoll_wait. So
+//     readiness waits at most about two looks (100 ms by default) behind a
+//     stuck worker, with nothing added to any hot path. Rejected: handing
+//     the role over eagerly whenever the poller wakes (correct, but each
+//     readiness event then also woke a second worker: 2.4 voluntary
+//     switches per event instead of 1, and 7% fewer echo requests/s at
+//     1,000 connections); Go does not hand over eagerly either. With the
+//     monitor off (stall_warning < 0) there is no backstop.
 //  E5 Woken fibers go to the polling worker (its LIFO slot, then its woken
 //     queue, where idle workers steal them): readiness runs where it was seen.
 //  E6 Drained waits (for net.cpp's N6). Every harvested read-side event of
@@ -123,13 +118,12 @@ public:
 
     int epoll_fd() const noexcept { return ep_; }
     /// Worth polling: a descriptor is registered or a one-shot waiter is armed.
-    // relaxed: E9. A worker going to sleep loads it after its seq_cst fence (worker::sleep);
-    // whoever takes it from 0 calls idle_set::notify_one, whose fence pairs with that one.
+    // relaxed: a hint. The worker that ran a registering fiber sees its own increment (program
+    // order) and polls before it sleeps; a worker already asleep is E9's (the stall monitor).
     bool active() const noexcept { return active_.load(std::memory_order_relaxed) > 0; }
-    /// Returns the count before: 0 means this call made the reactor active (E9).
-    [[nodiscard]] int add_active(int n) noexcept {
-        return active_.fetch_add(n, std::memory_order_relaxed);  // relaxed: a counter; E9 orders by fences
-    }
+    void add_active(int n) noexcept { active_.fetch_add(n, std::memory_order_relaxed); }  // relaxed: a counter
+    /// A worker is in (or entering) the blocking epoll_wait (E4). A hint (E9).
+    bool poller_present() const noexcept { return poller_busy_.load(std::memory_order_relaxed); }  // relaxed: E9
 
     /// Harvests up to `capacity` ready events into `evs` and wakes their fibers
     /// onto the calling worker (E5). timeout_ns: 0 = do not block, < 0 = until

@@ -369,14 +369,6 @@ void worker::sleep() noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // StoreLoad: state_ RMW before the re-scan (idle.hpp D2)
     if (rt_.any_work_visible()) rt_.idle.notify_one();  // may wake ourselves
     bump(n_sleeps);
-    bool polled = false;  // we were the blocking poller in this sleep (E9a: we hand the role over)
-    auto leave = [&] {
-        sleep_deadline_.store(timer_queue::none, std::memory_order_relaxed);  // relaxed: a hint for nudgers
-        // E9a: a worker asleep on its futex (it found the role taken) becomes the poller.
-        // Also when we came in searching: a notifier that saw us searching left the
-        // role to us, and we are leaving (a due timer) without having taken it.
-        if ((polled || was_searching) && rt_.io.active()) rt_.idle.notify_one();
-    };
     for (;;) {
         const std::uint32_t word = sleep_word.load(std::memory_order_acquire);  // acquire: pairs with the waker's release
         if (word == 0 || rt_.stopping()) break;
@@ -395,11 +387,10 @@ void worker::sleep() noexcept {
         const std::int64_t wait = until == timer_queue::none ? -1 : until - now_ns();
         if (until == timer_queue::none || wait > 0) {
             const epoll_sleep how = sleep_in_epoll(wait);  // W7, E4
-            if (how != epoll_sleep::not_used) polled = true;
             if (how == epoll_sleep::returned) continue;
             if (how == epoll_sleep::got_work) {
                 if (rt_.idle.cancel_park(this)) {  // D5: we leave the sleepers ourselves
-                    leave();
+                    sleep_deadline_.store(timer_queue::none, std::memory_order_relaxed);  // relaxed: a hint for nudgers
                     return;
                 }
                 for (std::uint32_t v; (v = sleep_word.load(std::memory_order_acquire)) != 0 && !rt_.stopping();)  // acquire: as above
@@ -416,7 +407,7 @@ void worker::sleep() noexcept {
         }
         // A deadline passed: leave the sleepers ourselves (D5) and run it.
         if (rt_.idle.cancel_park(this)) {
-            leave();
+            sleep_deadline_.store(timer_queue::none, std::memory_order_relaxed);  // relaxed: a hint for nudgers
             return;
         }
         // A notifier took us out first: our word is, or is about to be, 0.
@@ -424,8 +415,8 @@ void worker::sleep() noexcept {
             futex_wait(sleep_word, v);
         break;
     }
+    sleep_deadline_.store(timer_queue::none, std::memory_order_relaxed);  // relaxed: a hint for nudgers
     searching_ = true;  // D3: a woken worker is counted as searching
-    leave();            // E9a: notify_one returns at once, as we search; D2 hands over when we find work
 }
 
 worker::epoll_sleep worker::sleep_in_epoll(std::int64_t timeout_ns) noexcept {

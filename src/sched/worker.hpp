@@ -51,10 +51,9 @@
 //     every fairness tick (of pick() and of yields alike) once
 //     `io_poll_interval_ns` has passed since its last poll (Go's sysmon does this every 10 ms), so ready descriptors are not
 //     starved by CPU-bound fibers; a sleeping worker blocks in epoll_wait
-//     instead of on its futex if no other worker does (at most one), and
-//     hands that role to a futex sleeper when it wakes (reactor.hpp E9), so
-//     a busy fiber that never switches cannot hold up readiness while
-//     another worker sleeps. While
+//     instead of on its futex if no other worker does (at most one); when
+//     every awake worker is stuck in one fiber and nobody polls, the stall
+//     monitor wakes a sleeper to take that role (reactor.hpp E9). While
 //     descriptors are registered, idle workers do not spin (spin()): the
 //     kernel wakes the poller, and spinning takes CPU from the network stack.
 //  W8 I/O budget (Tokio's cooperative budget; Go has preemption instead): a

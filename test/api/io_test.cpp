@@ -130,11 +130,11 @@ bool hold_the_worker_until(const std::atomic<bool>& stop) {
 }
 }  // namespace
 
-// reactor.hpp E9a: the blocking poller wakes for one fiber that then computes
-// without switching; the other worker, asleep on its futex, must take over the
-// poller role, or a second descriptor's readiness waits for the computation
-// (it did: 1.4 s). Causal: the second reader returns while the first still holds
-// its worker.
+// reactor.hpp E9: the blocking poller wakes for one fiber that then computes
+// without switching; the other worker, asleep on its futex, must be woken (by
+// the stall monitor's backstop) to take over the poller role, or a second
+// descriptor's readiness waits for the computation (it did: 1.4 s). Causal:
+// the second reader returns while the first still holds its worker.
 TEST_P(RuntimeTest, IoReadinessIsSeenWhileTheFormerPollerComputes) {
     if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
     pipe_pair a, b;
@@ -160,9 +160,9 @@ TEST_P(RuntimeTest, IoReadinessIsSeenWhileTheFormerPollerComputes) {
     EXPECT_TRUE(first.join()) << "the second reader woke only after the first stopped computing";
 }
 
-// reactor.hpp E9b: every worker went to sleep on its futex while nothing was
+// reactor.hpp E9: every worker went to sleep on its futex while nothing was
 // registered; then a fiber parks on a pipe and its worker goes on with a fiber
-// that computes. Whoever made the reactor active must wake a sleeper to poll.
+// that computes. A sleeper must be woken to poll.
 TEST_P(RuntimeTest, IoReadinessIsSeenWhenTheFirstWaitFindsEveryWorkerAsleep) {
     if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
     pipe_pair p;
