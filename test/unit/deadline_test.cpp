@@ -30,7 +30,7 @@ TEST(Deadline, OtherClocksSaturateAtBothEnds) {
     EXPECT_LE(to_steady_ns(time_point<system_clock, hours>(hours::min())), steady_now_ns());
     EXPECT_LE(to_steady_ns(system_clock::time_point{}), steady_now_ns());  // 1970
     // Far future: system_clock's max() is in 2262, two centuries off; hours' never comes.
-    EXPECT_GT(to_steady_ns(system_clock::time_point::max()), steady_now_ns() + 200 * 365 * 86400 * 1'000'000'000LL);
+    EXPECT_GT(to_steady_ns(system_clock::time_point::max()), steady_now_ns() + 200LL * 365 * 86400 * 1'000'000'000);
     EXPECT_EQ(to_steady_ns(time_point<system_clock, hours>(hours::max())), no_deadline);
     // An ordinary one lands about where it should.
     const std::int64_t d = to_steady_ns(system_clock::now() + seconds(10));
