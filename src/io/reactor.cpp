@@ -438,14 +438,9 @@ void io_wait(int fd, bool write, std::int64_t deadline_ns) {
     if (!self) return thread_wait(fd, write, deadline_ns);
     // A stale number that now names the runtime's epoll fd or eventfd: re-arming it
     // one-shot would disarm the workers' wake-ups (E4).
-    if (self->rt->io.is_internal(fd)) throw_errno(EBADF, wait_name(write));
-    if (expired(deadline_ns)) return expired_wait(fd, write);
     reactor& r = self->rt->io;
-    r.add_active(1);  // before the arm: a worker going to sleep now takes the poller role (E4)
-    struct active_guard {
-        reactor& r;
-        ~active_guard() { r.add_active(-1); }
-    } guard{r};
+    if (r.is_internal(fd)) throw_errno(EBADF, wait_name(write));
+    if (expired(deadline_ns)) return expired_wait(fd, write);
     poll_desc& p = desc_of(fd);
     p.lk.lock();
     if (p.owner) {  // one of weft's sockets: its registration serves
@@ -463,6 +458,11 @@ void io_wait(int fd, bool write, std::int64_t deadline_ns) {
         if (err == EPERM) return;
         throw_errno(err, wait_name(write));  // EBADF for a closed fd, as a plain thread's poll says
     }
+    r.add_active(1);
+    struct active_guard {
+        reactor& r;
+        ~active_guard() { r.add_active(-1); }
+    } guard{r};
     park_on_desc(p, w, q, write, deadline_ns);
 }
 
