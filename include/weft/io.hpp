@@ -50,9 +50,11 @@ inline constexpr std::chrono::steady_clock::time_point no_deadline = std::chrono
 /// without EAGAIN, or has hung up or failed. May suspend the calling fiber;
 /// callable from fibers and plain threads. Throws std::system_error with
 /// std::errc::timed_out when `deadline` passes first, with
-/// std::errc::bad_file_descriptor for a negative fd or when io::close()
-/// closes it during the wait; weft::operation_cancelled when the fiber is
-/// cancelled (runtime shutdown).
+/// std::errc::bad_file_descriptor for a negative fd, one that names no open
+/// descriptor, or when io::close() closes it during the wait;
+/// std::errc::too_many_files_open for an open fd numbered 4,194,304 or more
+/// (beyond weft's descriptor table); weft::operation_cancelled when the
+/// fiber is cancelled (runtime shutdown).
 template <class Clock, class Duration>
 void wait_readable(int fd, const std::chrono::time_point<Clock, Duration>& deadline) {
     detail::io_wait(fd, false, detail::to_steady_ns(deadline));

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <climits>
 #include <new>
+#include <string>
 #include <system_error>
 
 #include <weft/detail/park.hpp>
@@ -55,7 +56,14 @@ std::array<std::atomic<poll_desc*>, max_chunks> chunks{};
 poll_desc& desc_of(int fd) {
     if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "weft io: negative descriptor");
     const int c = fd >> chunk_bits;
-    if (c >= max_chunks) throw std::system_error(EMFILE, std::generic_category(), "weft io: descriptor number too large");
+    if (c >= max_chunks) {
+        // Beyond the table: a number no open descriptor has is EBADF, as poll(2)
+        // would say; an open one (RLIMIT_NOFILE raised past 4M) is refused.
+        if (::fcntl(fd, F_GETFD) < 0) throw std::system_error(EBADF, std::generic_category(), "weft io: bad descriptor");
+        throw std::system_error(EMFILE, std::generic_category(),
+                                "weft io: descriptor " + std::to_string(fd) + " is above weft's limit of " +
+                                    std::to_string(max_chunks * chunk_size - 1));
+    }
     poll_desc* chunk = chunks[c].load(std::memory_order_acquire);  // acquire: pairs with the installing CAS
     if (!chunk) {
         auto* fresh = new poll_desc[chunk_size];

@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -375,6 +376,19 @@ TEST_P(RuntimeTest, IoBadDescriptorsThrow) {
     };
     rt.block_on(negative_past);
     negative_past();
+    // A number past weft's descriptor table that names nothing: EBADF, as poll(2) says, not EMFILE.
+    auto beyond_the_table = [] {
+        for (const int fd : {1 << 30, INT_MAX}) {
+            try {
+                weft::io::wait_readable(fd);
+                ADD_FAILURE() << "no error for fd " << fd;
+            } catch (const std::system_error& e) {
+                EXPECT_EQ(code_of(e), std::errc::bad_file_descriptor) << fd << ": " << e.what();
+            }
+        }
+    };
+    rt.block_on(beyond_the_table);
+    beyond_the_table();
 }
 
 TEST_P(RuntimeTest, IoRegularFilesAreAlwaysReadyAsInPoll) {
