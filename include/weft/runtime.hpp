@@ -36,7 +36,10 @@ struct runtime_options {
     /// call stalls its worker), saying whether its thread was computing or
     /// asleep in the kernel. A thread starved of CPU by an overloaded machine
     /// is reported only after 10 times this. 0: the default, 100 ms, or
-    /// WEFT_STALL_MS; negative: off.
+    /// WEFT_STALL_MS; negative: no warnings. The thread that watches for
+    /// stalls (waking at most every 50 ms) also wakes a sleeping worker to
+    /// watch the network when every awake worker is held by one fiber, so
+    /// with 2+ workers it runs even when warnings are off.
     std::chrono::milliseconds stall_warning{0};
 };
 

@@ -51,7 +51,10 @@ constexpr std::int64_t ns_per_ms = 1'000'000;
 }  // namespace
 
 stall_monitor::stall_monitor(runtime_impl& rt, std::chrono::milliseconds threshold)
-    : rt_(rt), threshold_(std::min(threshold, std::chrono::milliseconds(max_threshold))), thread_([this] { run(); }) {}
+    : rt_(rt),
+      warn_(threshold.count() >= 0),
+      threshold_(std::min(threshold, std::chrono::milliseconds(max_threshold))),
+      thread_([this] { run(); }) {}
 
 stall_monitor::~stall_monitor() {
     {
@@ -72,7 +75,7 @@ void stall_monitor::run() {
         bool reported = false;
     };
     std::vector<look> looks(rt_.workers.size());
-    const auto period = std::max(threshold_ / 2, std::chrono::milliseconds(1));
+    const auto period = warn_ ? std::clamp(threshold_ / 2, std::chrono::milliseconds(1), max_period) : max_period;
     const std::int64_t threshold_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(threshold_).count();
     std::unique_lock<std::mutex> lk(mu_);
     while (!cv_.wait_for(lk, period, [this] { return stop_; })) {
@@ -82,14 +85,14 @@ void stall_monitor::run() {
             const std::uint64_t id = w.running_id.load(std::memory_order_relaxed);  // relaxed: S1 (header)
             const std::uint64_t sw = w.n_switches.load(std::memory_order_relaxed);  // relaxed: S1
             const auto now = clock::now();  // per worker: beside its CPU clock, after earlier workers' reports
-            const std::int64_t cpu_now = id == 0 ? -1 : thread_cpu_ns(w);
+            const std::int64_t cpu_now = id == 0 || !warn_ ? -1 : thread_cpu_ns(w);
             look& l = looks[i];
             if (id == 0 || id != l.id || sw != l.switches) {  // idle, or progress since the last look
                 l = look{id, sw, now, cpu_now, false};
                 continue;
             }
             stuck = true;
-            if (l.reported) continue;  // S2
+            if (l.reported || !warn_) continue;  // S2; S6 only
             const std::int64_t wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now - l.since).count();
             if (wall < threshold_ns) continue;
             const std::int64_t cpu = l.cpu_since < 0 || cpu_now < 0 ? -1 : cpu_now - l.cpu_since;

@@ -3,8 +3,8 @@
 // A fiber that blocks its OS thread (a std::mutex held elsewhere, a blocking
 // read(2), a long computation) stalls every fiber queued on its worker. weft
 // cannot preempt it, but it can say so: one monitor thread per runtime looks
-// at each worker every half `stall_warning` and logs, once per episode, what
-// the worker's thread was doing (S4):
+// at each worker every half `stall_warning` (at most every 50 ms) and logs,
+// once per episode, what the worker's thread was doing (S4):
 //   weft: worker 1 of runtime 'weft' has run fiber 42 'conn-7' for 103 ms
 //   without switching, 2 ms of it on a CPU: its thread is asleep in the
 //   kernel (a blocking system call or a std:: lock?)
@@ -44,7 +44,10 @@
 //     the monitor calls idle_set::notify_one; the woken worker goes back to
 //     sleep as the poller. Every input is a hint: a stale one costs a
 //     needless wake-up or one more look, and notify_one is safe from any
-//     thread.
+//     thread. The backstop does not depend on the warnings: with
+//     stall_warning < 0 and two or more workers the monitor still runs,
+//     looking every 50 ms, for S6 alone (no CPU clock, no /proc, no log);
+//     with one worker there is nobody to wake and no monitor.
 //
 // Memory orders. running_id and n_switches are relaxed: they are samples for
 // a diagnostic; a stale value delays or skips one warning, nothing else.
@@ -52,9 +55,10 @@
 // acquire, so a monitor that sees the tid sees the clock. The monitor's own
 // stop flag is guarded by its std::mutex.
 //
-// Cost: a thread that wakes every stall_warning / 2 (default 50 ms) while the
-// runtime lives, and reads each busy worker's CPU clock (one system call);
-// off with stall_warning < 0. /proc is read only once a stall is suspected.
+// Cost: a thread that wakes every stall_warning / 2, at most every 50 ms
+// (the default), while the runtime lives, and reads each busy worker's CPU
+// clock (one system call); with stall_warning < 0 only the wake-ups remain
+// (S6). /proc is read only once a stall is suspected.
 //
 // Tested by test/api/stall_test.cpp and test/unit/stall_test.cpp.
 #pragma once
@@ -93,6 +97,7 @@ constexpr stall_kind classify_stall(char state, std::int64_t wall_ns, std::int64
 
 class stall_monitor {
 public:
+    /// threshold < 0: no warnings, the backstop only (S6).
     stall_monitor(runtime_impl& rt, std::chrono::milliseconds threshold);
     ~stall_monitor();  // stops and joins the thread
     stall_monitor(const stall_monitor&) = delete;
@@ -100,12 +105,14 @@ public:
 
 private:
     static constexpr std::chrono::hours max_threshold{24};  // S5
+    static constexpr std::chrono::milliseconds max_period{50};  // S6: the backstop's latency
 
     void run();
     void report(std::size_t worker_index, stall_kind kind, const std::string& who, long long wall_ms,
                 long long cpu_ms);
 
     runtime_impl& rt_;
+    const bool warn_;  // false: S6 only
     const std::chrono::milliseconds threshold_;
     std::mutex mu_;
     std::condition_variable cv_;

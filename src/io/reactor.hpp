@@ -54,8 +54,8 @@
 //     the role over eagerly whenever the poller wakes (correct, but each
 //     readiness event then also woke a second worker: 2.4 voluntary
 //     switches per event instead of 1, and 7% fewer echo requests/s at
-//     1,000 connections); Go does not hand over eagerly either. With the
-//     monitor off (stall_warning < 0) there is no backstop.
+//     1,000 connections); Go does not hand over eagerly either. The
+//     backstop runs with stall warnings off too (stall_warning < 0).
 //  E5 Woken fibers go to the polling worker (its LIFO slot, then its woken
 //     queue, where idle workers steal them): readiness runs where it was seen.
 //  E6 Drained waits (for net.cpp's N6). Every harvested read-side event of

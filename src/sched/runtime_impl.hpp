@@ -144,7 +144,7 @@ private:
     std::atomic<std::int64_t> outside_spawns_in_flight_{0};  // R1
     std::atomic<std::int64_t> outside_wakes_in_flight_{0};   // R6
     std::atomic<std::uint64_t> spawned_outside_{0};          // R2 (spawns from outside any worker)
-    std::unique_ptr<stall_monitor> monitor_;  // null when stall_warning < 0
+    std::unique_ptr<stall_monitor> monitor_;  // null when stall_warning < 0 and one worker (S6)
     std::mutex shutdown_mu_;
     bool shut_down_ = false;  // guarded by shutdown_mu_
 };

@@ -129,15 +129,13 @@ bool hold_the_worker_until(const std::atomic<bool>& stop) {
     }
     return stop.load();
 }
-}  // namespace
 
 // reactor.hpp E9: the blocking poller wakes for one fiber that then computes
 // without switching; the other worker, asleep on its futex, must be woken (by
 // the stall monitor's backstop) to take over the poller role, or a second
 // descriptor's readiness waits for the computation (it did: 1.4 s). Causal:
 // the second reader returns while the first still holds its worker.
-TEST_P(RuntimeTest, IoReadinessIsSeenWhileTheFormerPollerComputes) {
-    if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
+void readiness_seen_while_the_former_poller_computes(weft::runtime& rt) {
     pipe_pair a, b;
     std::atomic<bool> second_woke{false};
     std::atomic<int> parked{0};
@@ -164,8 +162,7 @@ TEST_P(RuntimeTest, IoReadinessIsSeenWhileTheFormerPollerComputes) {
 // reactor.hpp E9: every worker went to sleep on its futex while nothing was
 // registered; then a fiber parks on a pipe and its worker goes on with a fiber
 // that computes. A sleeper must be woken to poll.
-TEST_P(RuntimeTest, IoReadinessIsSeenWhenTheFirstWaitFindsEveryWorkerAsleep) {
-    if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
+void readiness_seen_when_the_first_wait_finds_every_worker_asleep(weft::runtime& rt) {
     pipe_pair p;
     std::atomic<bool> reader_woke{false}, parking{false};
     weft::latch go(1);
@@ -186,6 +183,29 @@ TEST_P(RuntimeTest, IoReadinessIsSeenWhenTheFirstWaitFindsEveryWorkerAsleep) {
     write_byte(p.w, 'r');
     EXPECT_EQ(reader.join(), 'r');
     EXPECT_TRUE(holder.join()) << "the reader woke only after the holder stopped computing";
+}
+
+/// A runtime like the fixture's with stall warnings off: E9's backstop must not depend on them.
+weft::runtime without_stall_warnings(std::size_t workers) {
+    return weft::runtime(weft::runtime_options{.workers = workers, .stall_warning = -1ms});
+}
+}  // namespace
+
+TEST_P(RuntimeTest, IoReadinessIsSeenWhileTheFormerPollerComputes) {
+    if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
+    readiness_seen_while_the_former_poller_computes(rt);
+}
+
+TEST_P(RuntimeTest, IoReadinessIsSeenWhenTheFirstWaitFindsEveryWorkerAsleep) {
+    if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
+    readiness_seen_when_the_first_wait_finds_every_worker_asleep(rt);
+}
+
+TEST_P(RuntimeTest, IoReadinessBackstopRunsWithStallWarningsOff) {
+    if (workers() < 2) GTEST_SKIP() << "one worker held by a computation cannot poll";
+    weft::runtime quiet = without_stall_warnings(workers());
+    readiness_seen_while_the_former_poller_computes(quiet);
+    readiness_seen_when_the_first_wait_finds_every_worker_asleep(quiet);
 }
 
 TEST_P(RuntimeTest, IoPipePingPongBetweenManyFiberPairs) {
