@@ -135,7 +135,12 @@ WEFT_API std::ostream& operator<<(std::ostream& os, const endpoint& e);
 WEFT_API std::vector<endpoint> resolve(std::string_view host, std::uint16_t port);
 
 /// The category of resolve()'s errors: name() is "resolve", values are
-/// getaddrinfo's EAI_* codes, message() is gai_strerror's.
+/// getaddrinfo's EAI_* codes, message() is gai_strerror's. A temporary
+/// failure (EAI_AGAIN) compares equal to
+/// std::errc::resource_unavailable_try_again, EAI_MEMORY to
+/// not_enough_memory, EAI_FAMILY to address_family_not_supported; "no such
+/// host" (EAI_NONAME, EAI_NODATA) and a permanent failure (EAI_FAIL) have no
+/// std::errc and compare equal only to themselves.
 WEFT_API const std::error_category& resolve_category() noexcept;
 
 /// What tcp_stream::read_exact() and write_all() throw when they fail: the

@@ -152,6 +152,25 @@ class resolve_category_impl final : public std::error_category {
 public:
     const char* name() const noexcept override { return "resolve"; }
     std::string message(int ev) const override { return ::gai_strerror(ev); }
+    /// The codes that have a portable meaning compare equal to it, so that a
+    /// caller can tell a temporary failure (EAI_AGAIN) from "no such host"
+    /// (EAI_NONAME, EAI_NODATA, EAI_FAIL: no std::errc says that; they stay
+    /// in this category).
+    std::error_condition default_error_condition(int ev) const noexcept override {
+        switch (ev) {
+        case EAI_AGAIN:
+            return std::errc::resource_unavailable_try_again;
+        case EAI_MEMORY:
+            return std::errc::not_enough_memory;
+        case EAI_FAMILY:
+        case EAI_ADDRFAMILY:
+            return std::errc::address_family_not_supported;
+        case EAI_BADFLAGS:
+            return std::errc::invalid_argument;
+        default:
+            return std::error_condition(ev, *this);
+        }
+    }
 };
 
 }  // namespace

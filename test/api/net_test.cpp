@@ -281,7 +281,14 @@ TEST(NetResolveTest, OnAPlainThread) {
         EXPECT_EQ(e.code().category(), weft::net::resolve_category());
         EXPECT_EQ(e.code().value(), EAI_NONAME);
         EXPECT_EQ(e.code().message(), ::gai_strerror(EAI_NONAME));
+        EXPECT_NE(e.code(), std::errc::resource_unavailable_try_again) << "not found is not temporary";
     }
+    // A temporary failure can be told from "no such host" through std::errc.
+    const auto& cat = weft::net::resolve_category();
+    EXPECT_EQ(std::error_code(EAI_AGAIN, cat), std::errc::resource_unavailable_try_again);
+    EXPECT_EQ(std::error_code(EAI_MEMORY, cat), std::errc::not_enough_memory);
+    EXPECT_EQ(std::error_code(EAI_FAMILY, cat), std::errc::address_family_not_supported);
+    EXPECT_EQ(std::error_code(EAI_NONAME, cat).default_error_condition().category(), cat);
     // Numeric shorthands getaddrinfo would read (inet_aton) are not names: refused,
     // so that what resolve accepts is a name or the literal endpoint prints.
     using namespace std::string_view_literals;
