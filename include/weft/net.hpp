@@ -337,16 +337,19 @@ public:
     /// datagram, timed_out past the write deadline, ...).
     std::size_t send_to(const void* buf, std::size_t n, const endpoint& to);
     /// Receives one datagram; returns the bytes stored. A datagram longer
-    /// than `n` is truncated and the rest is dropped, silently, as recvfrom(2)
-    /// and Go's ReadFrom do: a buffer of 65,536 bytes never truncates (n == 0
-    /// takes a datagram and stores nothing). May suspend, up to the read
-    /// deadline.
+    /// than `n` is truncated and the rest is dropped, as recvfrom(2) and Go's
+    /// ReadFrom do: a buffer of 65,536 bytes never truncates (n == 0 takes a
+    /// datagram and stores nothing). May suspend, up to the read deadline.
     std::size_t recv_from(void* buf, std::size_t n, endpoint& from);
+    /// As above, and `truncated` says whether the datagram was longer than
+    /// `n` (its rest dropped: MSG_TRUNC, as Go's ReadMsgUDP flags).
+    std::size_t recv_from(void* buf, std::size_t n, endpoint& from, bool& truncated);
     /// On a connected socket. send and recv may throw connection_refused
     /// when an earlier datagram found no listener (an ICMP error, reported
     /// by whichever call comes next).
     std::size_t send(const void* buf, std::size_t n);
     std::size_t recv(void* buf, std::size_t n);
+    std::size_t recv(void* buf, std::size_t n, bool& truncated);  // as recv_from's
 
     /// As tcp_stream's deadlines. Never suspend; any fiber or thread.
     void set_read_deadline(clock::time_point t) noexcept { read_deadline_.set(t); }

@@ -702,17 +702,28 @@ std::size_t udp_socket::send_to(const void* buf, std::size_t n, const endpoint& 
 }
 
 std::size_t udp_socket::recv_from(void* buf, std::size_t n, endpoint& from) {
+    bool truncated = false;
+    return recv_from(buf, n, from, truncated);
+}
+
+std::size_t udp_socket::recv_from(void* buf, std::size_t n, endpoint& from, bool& truncated) {
     call c(fd_, "recv_from");
     sockaddr_storage ss{};
-    socklen_t len = 0;
+    msghdr m{};
+    iovec v{buf, n};
     const std::size_t r = io_loop(
         c, "recv_from", false, deadline_ns(read_deadline_.get()),
-        [buf, n, &ss, &len](int fd) {
-            len = sizeof ss;
-            return ::recvfrom(fd, buf, n, 0, reinterpret_cast<sockaddr*>(&ss), &len);
+        [&m, &v, &ss](int fd) {
+            m = msghdr{};
+            m.msg_name = &ss;
+            m.msg_namelen = sizeof ss;
+            m.msg_iov = &v;
+            m.msg_iovlen = 1;
+            return ::recvmsg(fd, &m, 0);
         },
         [&c] { return describe("recv_from", c.fd(), false); });
-    from = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+    truncated = (m.msg_flags & MSG_TRUNC) != 0;
+    from = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), m.msg_namelen);
     return r;
 }
 
@@ -728,6 +739,23 @@ std::size_t udp_socket::recv(void* buf, std::size_t n) {
     return io_loop(c, "recv", false, deadline_ns(read_deadline_.get()),
                    [buf, n](int fd) { return ::recv(fd, buf, n, 0); },
                    [&c] { return describe("recv", c.fd(), true); });
+}
+
+std::size_t udp_socket::recv(void* buf, std::size_t n, bool& truncated) {
+    call c(fd_, "recv");
+    msghdr m{};
+    iovec v{buf, n};
+    const std::size_t r = io_loop(
+        c, "recv", false, deadline_ns(read_deadline_.get()),
+        [&m, &v](int fd) {
+            m = msghdr{};
+            m.msg_iov = &v;
+            m.msg_iovlen = 1;
+            return ::recvmsg(fd, &m, 0);
+        },
+        [&c] { return describe("recv", c.fd(), true); });
+    truncated = (m.msg_flags & MSG_TRUNC) != 0;
+    return r;
 }
 
 endpoint udp_socket::local_endpoint() const { return sock_name(fd_, false, "local_endpoint"); }

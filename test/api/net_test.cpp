@@ -1155,13 +1155,31 @@ TEST_P(NetTest, UdpRoundTrips) {
             EXPECT_EQ(a.recv(buf, sizeof buf), 4u);
             EXPECT_EQ(std::string(buf, 4), "ping");
 
-            // Truncation: the rest of the datagram is dropped.
+            // Truncation: the rest of the datagram is dropped; the overloads with a flag say so.
             EXPECT_EQ(b.send("0123456789", 10), 10u);
             EXPECT_EQ(b.send("ab", 2), 2u);
             EXPECT_EQ(a.recv(buf, 3), 3u);
             EXPECT_EQ(std::string(buf, 3), "012");
             EXPECT_EQ(a.recv(buf, sizeof buf), 2u);
             EXPECT_EQ(std::string(buf, 2), "ab");
+            bool truncated = false;
+            EXPECT_EQ(b.send("0123456789", 10), 10u);
+            EXPECT_EQ(a.recv(buf, 4, truncated), 4u);
+            EXPECT_TRUE(truncated);
+            EXPECT_EQ(std::string(buf, 4), "0123");
+            EXPECT_EQ(b.send("abc", 3), 3u);
+            EXPECT_EQ(a.recv(buf, 3, truncated), 3u);  // exactly the buffer: whole
+            EXPECT_FALSE(truncated);
+            EXPECT_EQ(std::string(buf, 3), "abc");
+            EXPECT_EQ(b.send("0123456789", 10), 10u);
+            endpoint sender;
+            EXPECT_EQ(a.recv_from(buf, 5, sender, truncated), 5u);
+            EXPECT_TRUE(truncated);
+            EXPECT_EQ(sender, b_at);
+            EXPECT_EQ(b.send("xy", 2), 2u);
+            EXPECT_EQ(a.recv_from(buf, sizeof buf, sender, truncated), 2u);
+            EXPECT_FALSE(truncated);
+            EXPECT_EQ(std::string(buf, 2), "xy");
 
             // Read deadline.
             a.set_read_deadline(clk::now() + 50ms);
