@@ -47,7 +47,10 @@ struct runtime_options {
 /// so the fields are individually, not mutually, consistent.
 struct runtime_stats {
     std::size_t workers = 0;
-    std::uint64_t fibers_alive = 0;     ///< spawned and not yet finished
+    /// Spawned and not yet retired. A fiber counts until its worker has
+    /// released it, which can be a moment after join() or block_on() has
+    /// returned its result: read it right after, it may still say 1.
+    std::uint64_t fibers_alive = 0;
     std::uint64_t fibers_runnable = 0;  ///< queued (deques, LIFO slots, injector)
     std::uint64_t fibers_parked = 0;    ///< suspended in a blocking call
     std::uint64_t spawned = 0;          ///< fibers ever spawned
