@@ -243,12 +243,15 @@ public:
     /// accept() start with it on, as Go's do; adopted ones keep their own.
     /// Never suspends. Throws std::system_error.
     void set_nodelay(bool on);
-    /// getpeername(2) / getsockname(2), asked each time (not cached, unlike
-    /// Go's RemoteAddr): after the peer reset the connection, peer_endpoint
-    /// throws std::system_error(not_connected); bad_file_descriptor on a
-    /// closed socket; std::invalid_argument for an AF_UNIX socket (adopted).
-    /// Never suspend.
+    /// The address the stream was accepted from or connected to, kept from
+    /// then on as Go's RemoteAddr: it still answers after the peer reset the
+    /// connection (to name the peer in a log line). An adopted stream asks
+    /// getpeername(2) when adopted, or, if it was not connected yet, at each
+    /// call (std::system_error(not_connected) until it is, and after a
+    /// reset). Throws bad_file_descriptor on a closed socket,
+    /// std::invalid_argument for an AF_UNIX socket (adopted). Never suspends.
     endpoint peer_endpoint() const;
+    /// getsockname(2). Never suspends. Throws std::system_error.
     endpoint local_endpoint() const;
 
     /// The descriptor, for socket options and the like. Reading it directly
@@ -269,10 +272,15 @@ private:
     struct adopt_t {};
     static tcp_stream connect_until(const endpoint& to, std::int64_t deadline_ns);  // steady ns
     tcp_stream(int fd, adopt_t) noexcept : fd_(fd) {}  // already non-blocking
+    void remember_peer(const sockaddr* sa, socklen_t len) noexcept;
 
     detail::net_fd fd_;
     detail::net_deadline read_deadline_;
     detail::net_deadline write_deadline_;
+    // The peer (peer_endpoint; net.cpp N7): set before the stream is shared,
+    // then only by a move. peer_len_ 0: not known.
+    sockaddr_in6 peer_{};
+    socklen_t peer_len_ = 0;
 };
 
 /// A listening TCP socket (SO_REUSEADDR, as Go's net.Listen). Move-only.

@@ -79,6 +79,15 @@
 //     ReadAfterAReadExactThatLeftDataQueued and their neighbours in
 //     test/api/net_test.cpp.
 //
+//  N7 A stream's peer address (peer_endpoint, as Go's RemoteAddr) is kept
+//     in plain fields written before the stream is shared - by accept (from
+//     accept4's address), connect (getpeername once connected, else the
+//     address dialled) or adoption (getpeername, if connected then) - and
+//     after that only by a move, which must not race with calls (above).
+//     Readers need no atomics: publishing the stream to another fiber
+//     publishes them. Unknown (an adopted stream still connecting): asked
+//     of the kernel at each call.
+//
 // Memory orders of `drained`: relaxed - a hint whose soundness E6 checks under
 // the descriptor lock; any value a reader stored is sound for this descriptor.
 //
@@ -126,6 +135,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <system_error>
 
@@ -419,18 +429,35 @@ tcp_stream::tcp_stream(int fd) {
         throw_errno(errno, "weft::net::tcp_stream: fcntl(O_NONBLOCK) of fd " + std::to_string(fd));
     detail::io_forget(fd);  // E8: a registration left by a plain close of an earlier file with this number
     fd_.fd.store(fd, std::memory_order_relaxed);  // relaxed: not shared yet
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0)  // not connected yet: asked at each call
+        remember_peer(reinterpret_cast<const sockaddr*>(&ss), sl);
 }
 
 tcp_stream::tcp_stream(tcp_stream&& o) noexcept
-    : fd_(take_fd(o.fd_, "moved")), read_deadline_(o.read_deadline_), write_deadline_(o.write_deadline_) {}
+    : fd_(take_fd(o.fd_, "moved")),
+      read_deadline_(o.read_deadline_),
+      write_deadline_(o.write_deadline_),
+      peer_(o.peer_),
+      peer_len_(o.peer_len_) {}
 
 tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
     if (this != &o) {
         assign_fd(fd_, o.fd_);
         read_deadline_ = o.read_deadline_;
         write_deadline_ = o.write_deadline_;
+        peer_ = o.peer_;
+        peer_len_ = o.peer_len_;
     }
     return *this;
+}
+
+void tcp_stream::remember_peer(const sockaddr* sa, socklen_t len) noexcept {
+    // Only an IPv4 or IPv6 address that fits (AF_UNIX: not kept; peer_endpoint says why).
+    if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) || len > static_cast<socklen_t>(sizeof peer_)) return;
+    std::memcpy(&peer_, sa, len);
+    peer_len_ = len;
 }
 
 transfer_error::transfer_error(std::error_code ec, const std::string& what, std::size_t bytes_transferred)
@@ -447,19 +474,32 @@ tcp_stream tcp_stream::connect_until(const endpoint& to, std::int64_t deadline) 
     tcp_stream s(open_socket(to.family(), SOCK_STREAM, what()), adopt_t{});  // closes on the way out of a throw
     const int fd = s.native_handle();
     nodelay_by_default(fd);
-    if (::connect(fd, to.data(), to.size()) == 0) return s;
+    // The peer as the kernel names it (connecting to 0.0.0.0 reaches 127.0.0.1), else `to`, as Go.
+    sockaddr_storage ss{};
+    socklen_t sl = 0;
+    const auto has_peer = [&] {
+        sl = sizeof ss;
+        return ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0;
+    };
+    const auto connected = [&] {
+        if (has_peer()) s.remember_peer(reinterpret_cast<const sockaddr*>(&ss), sl);
+        else s.remember_peer(to.data(), to.size());
+        return std::move(s);
+    };
+    if (::connect(fd, to.data(), to.size()) == 0) return connected();
     if (errno != EINPROGRESS && errno != EINTR) throw_errno(errno, what());  // EINTR: it goes on asynchronously
     for (;;) {
         wait_ready(fd, true, deadline, what);
         int err = 0;
         socklen_t len = sizeof err;
         if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) throw_errno(errno, what());
-        if (err == EISCONN) return s;
+        if (err == EISCONN) return connected();
         if (err == 0) {
             // A wait may return early (reactor.hpp E2): connected only if it has a peer.
-            sockaddr_storage ss{};
-            socklen_t sl = sizeof ss;
-            if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) return s;
+            if (has_peer()) {
+                s.remember_peer(reinterpret_cast<const sockaddr*>(&ss), sl);
+                return s;
+            }
             continue;
         }
         if (err == EINPROGRESS || err == EALREADY || err == EINTR) continue;
@@ -549,7 +589,11 @@ void tcp_stream::set_nodelay(bool on) {
     set_int_option(c.fd(), IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0, describe("set_nodelay", c.fd(), true));
 }
 
-endpoint tcp_stream::peer_endpoint() const { return sock_name(fd_, true, "peer_endpoint"); }
+endpoint tcp_stream::peer_endpoint() const {
+    if (peer_len_ == 0) return sock_name(fd_, true, "peer_endpoint");
+    call c(const_cast<net_fd&>(fd_), "peer_endpoint");  // closed or moved-from: bad_file_descriptor, as the other calls
+    return endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer_), peer_len_);
+}
 endpoint tcp_stream::local_endpoint() const { return sock_name(fd_, false, "local_endpoint"); }
 
 // ---------------------------------------------------------------- tcp_listener
@@ -606,6 +650,7 @@ tcp_stream tcp_listener::accept(endpoint& peer) {
             nodelay_by_default(nfd);
             if (pause_ns != 0) weft::detail::log().info("{}: accepting again", what());
             peer = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+            s.remember_peer(reinterpret_cast<const sockaddr*>(&ss), len);
             weft::detail::io_spent();  // W8: an accept flood lets the accepted connections run
             return s;
         }

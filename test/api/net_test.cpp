@@ -342,13 +342,17 @@ TEST_P(NetTest, PeerResetDuringAReadThrowsConnectionReset) {
         auto l = tcp_listener::bind("127.0.0.1:0");
         const endpoint at = l.local_endpoint();
         std::atomic<bool> reading{false};
+        endpoint peer_after_reset;
         auto client = weft::spawn([&] {
             tcp_stream c = tcp_stream::connect(at);
             reading.store(true);
-            return failure_of([&] {
+            failure f = failure_of([&] {
                 char b[16];
                 (void)c.read(b, sizeof b);
             });
+            // Kept since connect, as Go's RemoteAddr: getpeername(2) would say ENOTCONN now.
+            peer_after_reset = c.peer_endpoint();
+            return f;
         });
         tcp_stream s = l.accept();
         ASSERT_TRUE(weft_test::yield_until([&] { return reading.load(); }));
@@ -358,6 +362,7 @@ TEST_P(NetTest, PeerResetDuringAReadThrowsConnectionReset) {
         const failure f = client.join();
         EXPECT_EQ(f.code, std::errc::connection_reset) << f.what;
         EXPECT_NE(f.what.find("read"), std::string::npos) << f.what;
+        EXPECT_EQ(peer_after_reset, at);
     });
 }
 
@@ -922,6 +927,8 @@ TEST_P(NetTest, ClosedMovedReleasedAndAdoptedSockets) {
         tcp_stream s = l2.accept();
         tcp_stream moved = std::move(c);
         EXPECT_EQ(failure_of([&] { (void)c.write("x", 1); }).code, std::errc::bad_file_descriptor);
+        EXPECT_EQ(failure_of([&] { (void)c.peer_endpoint(); }).code, std::errc::bad_file_descriptor);
+        EXPECT_EQ(moved.peer_endpoint(), l2.local_endpoint());  // the kept peer moves along
         moved.write_all("1");
         EXPECT_EQ(s.read(b, 4), 1u);
 
@@ -934,12 +941,23 @@ TEST_P(NetTest, ClosedMovedReleasedAndAdoptedSockets) {
         EXPECT_EQ(s.read(b, 4), 1u);
         EXPECT_EQ(b[0], '2');
 
-        // release(): ours to close, with io::close.
+        // release(): ours to close, with io::close; or to adopt again, peer and all.
         const int fd = other.release();
         EXPECT_GE(fd, 0);
         EXPECT_FALSE(other.is_open());
+        EXPECT_EQ(failure_of([&] { (void)other.peer_endpoint(); }).code, std::errc::bad_file_descriptor);
+        {
+            tcp_stream again(fd);
+            EXPECT_EQ(again.peer_endpoint(), l2.local_endpoint());
+            EXPECT_EQ(again.release(), fd);
+        }
         EXPECT_EQ(weft::io::close(fd), 0);
         EXPECT_EQ(s.read(b, 4), 0u);
+
+        // Connecting to 0.0.0.0 reaches the loopback: the peer is what the kernel says.
+        tcp_stream any = tcp_stream::connect(endpoint("0.0.0.0", l2.local_endpoint().port()));
+        tcp_stream any_peer = l2.accept();
+        EXPECT_EQ(any.peer_endpoint(), l2.local_endpoint());
 
         // Adoption: any connected stream socket, made non-blocking. Anything else is
         // refused at once (not at its first read), and the caller keeps the descriptor.
@@ -970,6 +988,7 @@ TEST_P(NetTest, ClosedMovedReleasedAndAdoptedSockets) {
         tcp_stream a(sv[0]);
         tcp_stream z(sv[1]);
         EXPECT_NE(::fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+        EXPECT_THROW((void)a.peer_endpoint(), std::invalid_argument);  // AF_UNIX: not an endpoint
         auto reader = weft::spawn([&z] {
             char buf[5];
             return z.read_exact(buf, 5) && std::string(buf, 5) == "adopt";
