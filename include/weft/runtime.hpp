@@ -37,7 +37,7 @@ struct runtime_options {
     /// asleep in the kernel. A thread starved of CPU by an overloaded machine
     /// is reported only after 10 times this. 0: the default, 100 ms, or
     /// WEFT_STALL_MS; negative: no warnings. The thread that watches for
-    /// stalls (waking at most every 50 ms) also wakes a sleeping worker to
+    /// stalls (its looks at most 50 ms apart) also wakes a sleeping worker to
     /// watch the network when every awake worker is held by one fiber, so
     /// with 2+ workers it runs even when warnings are off.
     std::chrono::milliseconds stall_warning{0};

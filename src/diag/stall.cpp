@@ -53,7 +53,8 @@ constexpr std::int64_t ns_per_ms = 1'000'000;
 stall_monitor::stall_monitor(runtime_impl& rt, std::chrono::milliseconds threshold)
     : rt_(rt),
       warn_(threshold.count() >= 0),
-      threshold_(std::min(threshold, std::chrono::milliseconds(max_threshold))),
+      // Off: unused, and 0 so that no conversion of it can overflow (milliseconds::min() is a fair "off").
+      threshold_(warn_ ? std::min(threshold, std::chrono::milliseconds(max_threshold)) : std::chrono::milliseconds(0)),
       thread_([this] { run(); }) {}
 
 stall_monitor::~stall_monitor() {

@@ -3,7 +3,7 @@
 // A fiber that blocks its OS thread (a std::mutex held elsewhere, a blocking
 // read(2), a long computation) stalls every fiber queued on its worker. weft
 // cannot preempt it, but it can say so: one monitor thread per runtime looks
-// at each worker every half `stall_warning` (at most every 50 ms) and logs,
+// at each worker every half `stall_warning` (looks at most 50 ms apart) and logs,
 // once per episode, what the worker's thread was doing (S4):
 //   weft: worker 1 of runtime 'weft' has run fiber 42 'conn-7' for 103 ms
 //   without switching, 2 ms of it on a CPU: its thread is asleep in the
@@ -55,8 +55,8 @@
 // acquire, so a monitor that sees the tid sees the clock. The monitor's own
 // stop flag is guarded by its std::mutex.
 //
-// Cost: a thread that wakes every stall_warning / 2, at most every 50 ms
-// (the default), while the runtime lives, and reads each busy worker's CPU
+// Cost: a thread that wakes every stall_warning / 2, and at least every
+// 50 ms (the default), while the runtime lives, and reads each busy worker's CPU
 // clock (one system call); with stall_warning < 0 only the wake-ups remain
 // (S6). /proc is read only once a stall is suspected.
 //

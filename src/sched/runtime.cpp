@@ -93,8 +93,14 @@ runtime_impl::runtime_impl(runtime& own, runtime_options o)
         workers.push_back(std::make_unique<worker>(*this, static_cast<unsigned>(i), deque_capacity()));
     for (auto& w : workers) w->start();  // all exist before any runs (worker.hpp lifecycle 1)
     // Warnings, and with 2+ workers the I/O backstop even without them (S6).
-    if (opts.stall_warning.count() > 0 || workers.size() > 1)
-        monitor_ = std::make_unique<stall_monitor>(*this, opts.stall_warning);
+    if (opts.stall_warning.count() > 0 || workers.size() > 1) {
+        try {
+            monitor_ = std::make_unique<stall_monitor>(*this, opts.stall_warning);
+        } catch (...) {  // no thread left: the started workers must be joined, or ~thread terminates
+            shutdown();
+            throw;
+        }
+    }
     log().debug("runtime '{}' started: {} workers, {} KiB stacks, {} guard page(s) by {}", opts.name, opts.workers,
                 opts.stack_size / kib, opts.guard_pages, guard_mode_name(process_guard_mode()));
 }
