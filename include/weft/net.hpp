@@ -138,7 +138,8 @@ WEFT_API std::vector<endpoint> resolve(std::string_view host, std::uint16_t port
 /// getaddrinfo's EAI_* codes, message() is gai_strerror's. A temporary
 /// failure (EAI_AGAIN) compares equal to
 /// std::errc::resource_unavailable_try_again, EAI_MEMORY to
-/// not_enough_memory, EAI_FAMILY to address_family_not_supported; "no such
+/// not_enough_memory, EAI_FAMILY (and glibc's EAI_ADDRFAMILY) to
+/// address_family_not_supported, EAI_BADFLAGS to invalid_argument; "no such
 /// host" (EAI_NONAME, EAI_NODATA) and a permanent failure (EAI_FAIL) have no
 /// std::errc and compare equal only to themselves.
 WEFT_API const std::error_category& resolve_category() noexcept;

@@ -163,7 +163,9 @@ public:
         case EAI_MEMORY:
             return std::errc::not_enough_memory;
         case EAI_FAMILY:
+#ifdef EAI_ADDRFAMILY  // a GNU extension
         case EAI_ADDRFAMILY:
+#endif
             return std::errc::address_family_not_supported;
         case EAI_BADFLAGS:
             return std::errc::invalid_argument;

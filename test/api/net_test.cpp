@@ -366,6 +366,36 @@ TEST_P(NetTest, PeerResetDuringAReadThrowsConnectionReset) {
     });
 }
 
+// net.cpp N7: the accepted side's peer is kept through a reset and a move,
+// when getpeername(2) would say ENOTCONN.
+TEST_P(NetTest, PeerEndpointIsKeptAfterAResetAndAcrossAMove) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        const endpoint client_at = c.local_endpoint();
+        endpoint accepted_from;
+        tcp_stream s = l.accept(accepted_from);
+        EXPECT_EQ(accepted_from, client_at);
+        set_linger_zero(c);
+        c.close();  // RST
+        char b[4];
+        const failure f = failure_of([&] { (void)s.read(b, sizeof b); });
+        EXPECT_EQ(f.code, std::errc::connection_reset) << f.what;
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        EXPECT_NE(::getpeername(s.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len), 0) << "the kernel forgot";
+        EXPECT_EQ(s.peer_endpoint(), client_at);
+        tcp_stream moved = std::move(s);
+        EXPECT_EQ(moved.peer_endpoint(), client_at);
+        tcp_stream assigned;
+        assigned = std::move(moved);
+        EXPECT_EQ(assigned.peer_endpoint(), client_at);
+        // Adopted after the reset: nothing to ask, so it says so (documented).
+        tcp_stream adopted(assigned.release());
+        EXPECT_EQ(failure_of([&] { (void)adopted.peer_endpoint(); }).code, std::errc::not_connected);
+    });
+}
+
 TEST_P(NetTest, WritingToAClosedPeerThrowsInsteadOfRaisingSigpipe) {
     struct sigaction old {};
     struct sigaction dfl {};
