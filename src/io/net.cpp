@@ -474,32 +474,29 @@ tcp_stream tcp_stream::connect_until(const endpoint& to, std::int64_t deadline) 
     tcp_stream s(open_socket(to.family(), SOCK_STREAM, what()), adopt_t{});  // closes on the way out of a throw
     const int fd = s.native_handle();
     nodelay_by_default(fd);
-    // The peer as the kernel names it (connecting to 0.0.0.0 reaches 127.0.0.1), else `to`, as Go.
     sockaddr_storage ss{};
     socklen_t sl = 0;
     const auto has_peer = [&] {
         sl = sizeof ss;
         return ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0;
     };
-    const auto connected = [&] {
-        if (has_peer()) s.remember_peer(reinterpret_cast<const sockaddr*>(&ss), sl);
+    // N7: the peer as the kernel names it (a dial of 0.0.0.0 reaches 127.0.0.1), else `to`, as Go.
+    const auto connected = [&](bool named) {
+        if (named) s.remember_peer(reinterpret_cast<const sockaddr*>(&ss), sl);
         else s.remember_peer(to.data(), to.size());
         return std::move(s);
     };
-    if (::connect(fd, to.data(), to.size()) == 0) return connected();
+    if (::connect(fd, to.data(), to.size()) == 0) return connected(has_peer());
     if (errno != EINPROGRESS && errno != EINTR) throw_errno(errno, what());  // EINTR: it goes on asynchronously
     for (;;) {
         wait_ready(fd, true, deadline, what);
         int err = 0;
         socklen_t len = sizeof err;
         if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) throw_errno(errno, what());
-        if (err == EISCONN) return connected();
+        if (err == EISCONN) return connected(has_peer());
         if (err == 0) {
             // A wait may return early (reactor.hpp E2): connected only if it has a peer.
-            if (has_peer()) {
-                s.remember_peer(reinterpret_cast<const sockaddr*>(&ss), sl);
-                return s;
-            }
+            if (has_peer()) return connected(true);
             continue;
         }
         if (err == EINPROGRESS || err == EALREADY || err == EINTR) continue;
@@ -780,10 +777,8 @@ std::size_t udp_socket::send(const void* buf, std::size_t n) {
 }
 
 std::size_t udp_socket::recv(void* buf, std::size_t n) {
-    call c(fd_, "recv");
-    return io_loop(c, "recv", false, deadline_ns(read_deadline_.get()),
-                   [buf, n](int fd) { return ::recv(fd, buf, n, 0); },
-                   [&c] { return describe("recv", c.fd(), true); });
+    bool truncated = false;
+    return recv(buf, n, truncated);
 }
 
 std::size_t udp_socket::recv(void* buf, std::size_t n, bool& truncated) {
