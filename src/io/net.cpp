@@ -304,18 +304,26 @@ void renamed_errors(const What& what, Wait wait) {
     }
 }
 
-/// read_exact / write_all: `e`, from the call that failed after `done` of `n`
-/// bytes, as a transfer_error carrying that count (nothing is lost). The text
-/// is e's own (its what() without the code's message) and the count.
-[[noreturn]] void throw_transfer(const std::system_error& e, std::size_t done, std::size_t n, const char* verb) {
-    std::string_view text = e.what();
-    const std::string tail = ": " + e.code().message();
-    if (text.size() >= tail.size() && text.substr(text.size() - tail.size()) == tail)
-        text.remove_suffix(tail.size());
-    throw transfer_error(e.code(),
-                         std::string(text) + " (" + std::to_string(done) + " of " + std::to_string(n) + " bytes " +
-                             verb + ")",
-                         done);
+/// read_exact / write_all: runs one step of a transfer that has moved `done`
+/// of `n` bytes; its std::system_error becomes a transfer_error carrying that
+/// count (nothing is lost), with e's own text (its what() without the code's
+/// message) and the count. Cancellation (fiber_error) passes unchanged.
+template <class Step>
+std::size_t transfer_step(std::size_t done, std::size_t n, const char* verb, Step step) {
+    try {
+        return step();
+    } catch (const weft::fiber_error&) {
+        throw;  // cancellation: the runtime is going away
+    } catch (const std::system_error& e) {
+        std::string_view text = e.what();
+        const std::string tail = ": " + e.code().message();
+        if (text.size() >= tail.size() && text.substr(text.size() - tail.size()) == tail)
+            text.remove_suffix(tail.size());
+        throw transfer_error(e.code(),
+                             std::string(text) + " (" + std::to_string(done) + " of " + std::to_string(n) +
+                                 " bytes " + verb + ")",
+                             done);
+    }
 }
 
 /// `seq`: weft::detail::io_seq loaded before the system call that said EAGAIN (reactor.hpp E7).
@@ -403,6 +411,29 @@ endpoint sock_name(const net_fd& s, bool peer, const char* op) {
     const int r = peer ? ::getpeername(c.fd(), sa, &len) : ::getsockname(c.fd(), sa, &len);
     if (r != 0) throw_errno(errno, op);
     return endpoint::from_sockaddr(sa, len);
+}
+
+/// udp_socket's receives: one datagram by recvmsg(2), its sender into `from`
+/// when given (from_len: its length), and whether it was cut to `n`
+/// (MSG_TRUNC).
+std::size_t recv_datagram(const call& c, const char* op, std::int64_t deadline, void* buf, std::size_t n,
+                          sockaddr_storage* from, socklen_t& from_len, bool& truncated) {
+    msghdr m{};
+    iovec v{buf, n};
+    const std::size_t r = io_loop(
+        c, op, false, deadline,
+        [&m, &v, from](int fd) {
+            m = msghdr{};
+            m.msg_name = from;
+            m.msg_namelen = from ? sizeof *from : 0;
+            m.msg_iov = &v;
+            m.msg_iovlen = 1;
+            return ::recvmsg(fd, &m, 0);
+        },
+        [&c, op, from] { return describe(op, c.fd(), from == nullptr); });
+    truncated = (m.msg_flags & MSG_TRUNC) != 0;
+    from_len = m.msg_namelen;
+    return r;
 }
 
 }  // namespace
@@ -517,15 +548,10 @@ bool tcp_stream::read_exact(void* buf, std::size_t n) {
     auto* p = static_cast<char*>(buf);
     std::size_t got = 0;
     while (got < n) {
-        std::size_t r = 0;
-        try {
-            r = stream_recv(c, fd_, "read_exact", deadline, p + got, n - got,
-                            [&c] { return describe("read_exact", c.fd(), true); });
-        } catch (const weft::fiber_error&) {
-            throw;  // cancellation: the runtime is going away
-        } catch (const std::system_error& e) {
-            throw_transfer(e, got, n, "read");
-        }
+        const std::size_t r = transfer_step(got, n, "read", [&] {
+            return stream_recv(c, fd_, "read_exact", deadline, p + got, n - got,
+                               [&c] { return describe("read_exact", c.fd(), true); });
+        });
         if (r == 0) {
             if (got == 0) return false;
             throw transfer_error(std::make_error_code(std::errc::no_message_available),
@@ -552,15 +578,11 @@ void tcp_stream::write_all(const void* buf, std::size_t n) {
     const auto* p = static_cast<const char*>(buf);
     std::size_t done = 0;
     while (done < n) {
-        try {
-            done += io_loop(c, "write_all", true, deadline,
-                            [p, done, n](int fd) { return sys_send(fd, p + done, n - done); },  // N1
-                            [&c] { return describe("write_all", c.fd(), true); });
-        } catch (const weft::fiber_error&) {
-            throw;  // cancellation: the runtime is going away
-        } catch (const std::system_error& e) {
-            throw_transfer(e, done, n, "written");
-        }
+        done += transfer_step(done, n, "written", [&] {
+            return io_loop(c, "write_all", true, deadline,
+                           [p, done, n](int fd) { return sys_send(fd, p + done, n - done); },  // N1
+                           [&c] { return describe("write_all", c.fd(), true); });
+        });
     }
 }
 
@@ -751,21 +773,10 @@ std::size_t udp_socket::recv_from(void* buf, std::size_t n, endpoint& from) {
 std::size_t udp_socket::recv_from(void* buf, std::size_t n, endpoint& from, bool& truncated) {
     call c(fd_, "recv_from");
     sockaddr_storage ss{};
-    msghdr m{};
-    iovec v{buf, n};
-    const std::size_t r = io_loop(
-        c, "recv_from", false, deadline_ns(read_deadline_.get()),
-        [&m, &v, &ss](int fd) {
-            m = msghdr{};
-            m.msg_name = &ss;
-            m.msg_namelen = sizeof ss;
-            m.msg_iov = &v;
-            m.msg_iovlen = 1;
-            return ::recvmsg(fd, &m, 0);
-        },
-        [&c] { return describe("recv_from", c.fd(), false); });
-    truncated = (m.msg_flags & MSG_TRUNC) != 0;
-    from = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), m.msg_namelen);
+    socklen_t len = 0;
+    const std::size_t r =
+        recv_datagram(c, "recv_from", deadline_ns(read_deadline_.get()), buf, n, &ss, len, truncated);
+    from = endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
     return r;
 }
 
@@ -783,19 +794,8 @@ std::size_t udp_socket::recv(void* buf, std::size_t n) {
 
 std::size_t udp_socket::recv(void* buf, std::size_t n, bool& truncated) {
     call c(fd_, "recv");
-    msghdr m{};
-    iovec v{buf, n};
-    const std::size_t r = io_loop(
-        c, "recv", false, deadline_ns(read_deadline_.get()),
-        [&m, &v](int fd) {
-            m = msghdr{};
-            m.msg_iov = &v;
-            m.msg_iovlen = 1;
-            return ::recvmsg(fd, &m, 0);
-        },
-        [&c] { return describe("recv", c.fd(), true); });
-    truncated = (m.msg_flags & MSG_TRUNC) != 0;
-    return r;
+    socklen_t unused = 0;
+    return recv_datagram(c, "recv", deadline_ns(read_deadline_.get()), buf, n, nullptr, unused, truncated);
 }
 
 endpoint udp_socket::local_endpoint() const { return sock_name(fd_, false, "local_endpoint"); }

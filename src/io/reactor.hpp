@@ -13,8 +13,9 @@
 //
 // Ownership. A pd's fields are guarded by its spinlock, except `gen`, which is
 // written under it and read without it by plain-thread waiters, and the edge
-// counts `rseq`/`wseq`, written under it and read without it by io_seq (E7). The epoll fd
-// and eventfd are the reactor's; any thread may epoll_ctl and epoll_wait.
+// counts `rseq`/`wseq`, written under it and read without it by io_seq (E7).
+// The epoll fd and eventfd are the reactor's; any thread may epoll_ctl and
+// epoll_wait.
 //
 // Invariants.
 //  E1 epoll_event.data = fd | gen << 32. An event whose gen differs from the
@@ -36,8 +37,9 @@
 //     parked worker (in the idle set's sleepers) that sets `in_epoll` before
 //     re-checking its sleep word, and a waker stores the word before loading
 //     `in_epoll` (a seq_cst fence between store and load on each side:
-//     Dekker), then writes the eventfd: a wake-up is never lost in epoll_wait. Non-blocking polls may run on any worker
-//     at any time (epoll hands each edge to one caller).
+//     Dekker), then writes the eventfd: a wake-up is never lost in
+//     epoll_wait. Non-blocking polls may run on any worker at any time
+//     (epoll hands each edge to one caller).
 //  E9 A backstop, as Go's sysmon (it polls the network when nobody has for
 //     10 ms): busy workers poll only when they switch fibers (W7), so while
 //     every awake worker runs one fiber that never switches and the others
