@@ -328,7 +328,7 @@ std::size_t transfer_step(std::size_t done, std::size_t n, const char* verb, Ste
 
 /// `seq`: weft::detail::io_seq loaded before the system call that said EAGAIN (reactor.hpp E7).
 template <class What>
-void wait_ready(int fd, bool write, std::int64_t deadline, const What& what, const std::uint32_t* seq = nullptr) {
+void wait_ready(int fd, bool write, std::int64_t deadline, const What& what, const std::uint64_t* seq = nullptr) {
     renamed_errors(what, [=] { weft::detail::io_wait_owned(fd, write, deadline, seq); });
 }
 
@@ -337,9 +337,9 @@ void wait_ready(int fd, bool write, std::int64_t deadline, const What& what, con
 /// loaded before the call that returned it (reactor.hpp E6).
 template <class Sys, class What>
 std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t deadline, Sys sys, const What& what,
-                    std::uint32_t* seq_out = nullptr) {
+                    std::uint64_t* seq_out = nullptr) {
     for (;;) {
-        const std::uint32_t seq = weft::detail::io_seq(c.fd(), write);  // before the call (E7) and C's check (N4)
+        const std::uint64_t seq = weft::detail::io_seq(c.fd(), write);  // before the call (E7) and C's check (N4)
         if (c.closing()) c.throw_closed(op);
         const ssize_t r = sys(c.fd());
         if (seq_out) *seq_out = seq;
@@ -373,15 +373,15 @@ std::size_t stream_recv(const call& c, net_fd& s, const char* op, std::int64_t d
     if (mark != 0) {
         if (c.closing()) c.throw_closed(op);
         renamed_errors(what, [&] {
-            weft::detail::io_wait_drained(c.fd(), static_cast<std::uint32_t>(mark >> 1), deadline);
+            weft::detail::io_wait_drained(c.fd(), mark >> 1, deadline);
         });
     }
-    std::uint32_t seq = 0;
+    std::uint64_t seq = 0;
     const std::size_t got = io_loop(
         c, op, false, deadline, [buf, n](int fd) { return sys_recv(fd, buf, n); }, what, &seq);
     // relaxed: N6. A short read leaves the mark; a full one or the end of stream clears it
     // (an error leaves whatever was there: any mark is sound, N6).
-    s.drained.store(got > 0 && got < n ? (std::uint64_t{seq} << 1) | 1 : 0, std::memory_order_relaxed);
+    s.drained.store(got > 0 && got < n ? (seq << 1) | 1 : 0, std::memory_order_relaxed);
     return got;
 }
 
@@ -662,7 +662,7 @@ tcp_stream tcp_listener::accept(endpoint& peer) {
         if (c.closing()) c.throw_closed("accept");
         sockaddr_storage ss{};
         socklen_t len = sizeof ss;
-        const std::uint32_t seq = weft::detail::io_seq(c.fd(), false);  // before the call (reactor.hpp E7)
+        const std::uint64_t seq = weft::detail::io_seq(c.fd(), false);  // before the call (reactor.hpp E7)
         const int nfd = ::accept4(c.fd(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);  // N1
         if (nfd >= 0) {
             tcp_stream s(nfd, tcp_stream::adopt_t{});

@@ -40,8 +40,8 @@ struct alignas(64) poll_desc {
     bool rready = false;         // E2: an edge found no reader; guarded by lk
     bool wready = false;
     bool rsticky = false;        // E6: hang-up, error or urgent data seen; guarded by lk
-    std::atomic<std::uint32_t> rseq{0};  // E6/E7: read-side events harvested; written under lk, loaded without it
-    std::atomic<std::uint32_t> wseq{0};  // E7: write-side events harvested; as rseq
+    std::atomic<std::uint64_t> rseq{0};  // E6/E7: read-side events harvested; written under lk, loaded without it
+    std::atomic<std::uint64_t> wseq{0};  // E7: write-side events harvested; as rseq
     reactor* owner = nullptr;    // owned registration (E2); guarded by lk
     int oneshot_ep = -1;         // the epoll set a one-shot arm went to last (E3); guarded by lk
     std::atomic<std::uint32_t> gen{0};  // E1: written under lk; read by thread waiters
@@ -394,7 +394,7 @@ namespace {
 /// edge of that direction was harvested since the caller loaded `seq`; with
 /// `drained` as well (E6, reads), also when a sticky state is set, and a
 /// plain thread returns at once.
-void owned_wait(int fd, bool write, std::int64_t deadline_ns, const std::uint32_t* seq, bool drained) {
+void owned_wait(int fd, bool write, std::int64_t deadline_ns, const std::uint64_t* seq, bool drained) {
     fiber* self = current_fiber();
     if (!self) {
         if (drained) return;  // a plain thread's wait is poll(2), level-triggered: nothing to save
@@ -420,11 +420,11 @@ void owned_wait(int fd, bool write, std::int64_t deadline_ns, const std::uint32_
 
 }  // namespace
 
-void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint32_t* seq) {
+void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint64_t* seq) {
     owned_wait(fd, write, deadline_ns, seq, false);
 }
 
-std::uint32_t io_seq(int fd, bool write) {
+std::uint64_t io_seq(int fd, bool write) {
     // acquire: keeps the load before the system call that follows it (E6/E7 need
     // the sequence from before that call; a later value would hide an edge), and
     // pairs with the poller's release of the count (net.cpp N4: a close seen).
@@ -432,7 +432,7 @@ std::uint32_t io_seq(int fd, bool write) {
     return (write ? p.wseq : p.rseq).load(std::memory_order_acquire);
 }
 
-void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns) {
+void io_wait_drained(int fd, std::uint64_t seq, std::int64_t deadline_ns) {
     if (expired(deadline_ns)) return;  // N5: the recv decides
     try {
         owned_wait(fd, false, deadline_ns, &seq, true);

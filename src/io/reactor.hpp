@@ -81,7 +81,10 @@
 //     the count has not moved: by the argument of E6, the EAGAIN proved the
 //     descriptor not ready after that load, so any readiness since came with
 //     an edge that is either harvested (the count moved) or still to be
-//     harvested (it wakes the parked caller).
+//     harvested (it wakes the parked caller). The counts are 64-bit, so no
+//     wrap can make a moved count look unmoved (net.cpp's N6 mark keeps 63
+//     bits of rseq: past 2^63 edges its waits would only see "moved" and
+//     recv once more).
 //  E8 Handing a descriptor out of weft (tcp_stream::release) or into it
 //     (adoption) forgets its owned registration (io_forget: EPOLL_CTL_DEL,
 //     gen bumped, owner cleared). A releaser has no call in flight (take_fd
@@ -162,7 +165,7 @@ private:
 /// The socket must be closed with io_close. Plain threads: poll(2).
 /// `seq`: io_seq(fd, write) loaded before the system call that said EAGAIN
 /// (E7); without it, only `ready` keeps an edge that came in between (E2).
-void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint32_t* seq = nullptr);
+void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint64_t* seq = nullptr);
 
 /// W8 (sched/worker.hpp): an I/O call completed without waiting. On a fiber
 /// it may yield (every worker::io_budget calls in a row); never throws.
@@ -174,13 +177,13 @@ void io_forget(int fd) noexcept;
 
 /// E6/E7: the edge sequence of fd's poll descriptor for one direction, to
 /// load before a system call.
-std::uint32_t io_seq(int fd, bool write);
+std::uint64_t io_seq(int fd, bool write);
 /// E6: after a recv that came back short with io_seq(fd, false) == seq before it,
 /// waits for data without trying another recv first (a fiber; a plain thread
 /// returns at once). Returns when a recv is worth trying: after a wake-up, an
 /// edge since `seq`, or at the deadline (no throw: the caller's recv and its
 /// ordinary wait then report the timeout, N5). Throws bad_file_descriptor
 /// (io_close) and operation_cancelled as io_wait_owned.
-void io_wait_drained(int fd, std::uint32_t seq, std::int64_t deadline_ns);
+void io_wait_drained(int fd, std::uint64_t seq, std::int64_t deadline_ns);
 
 }  // namespace weft::detail
