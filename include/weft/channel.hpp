@@ -30,11 +30,16 @@
 ///    weft::operation_cancelled, and nothing was sent or received by it (a
 ///    call that can complete at once still does).
 ///  - Non-blocking calls (try_send, try_recv, close, is_closed, size,
-///    capacity) never suspend. Every member is thread-safe. As in Go, a
+///    capacity) never suspend. Every operation is thread-safe; a handle
+///    object itself is like a std::shared_ptr (assigning to one handle object
+///    while another thread uses that same object is a data race). As in Go, a
 ///    try_send loop and a try_recv loop on a rendezvous channel never meet:
 ///    a rendezvous needs one side parked in a blocking (or timed) call.
 ///  - T needs a noexcept move constructor (values are moved under the
-///    channel's lock, where an exception could not be reported safely).
+///    channel's lock, where an exception could not be reported safely). The
+///    forms that assign to an `out` argument (try_recv, recv_for,
+///    recv_until) also need a noexcept move assignment, checked at compile
+///    time: a throwing one would lose the value already taken.
 ///  - Using a moved-from handle throws std::logic_error.
 ///
 /// Cost: a bounded channel allocates once, at construction; send and recv
@@ -193,8 +198,11 @@ public:
         T& operator*() const noexcept { return *cur_; }
         T* operator->() const noexcept { return &*cur_; }
         iterator& operator++() {
-            cur_ = ch_->recv();
-            if (!cur_) ch_ = nullptr;
+            cur_.reset();
+            // emplace: only T's noexcept move constructor, so no value is lost
+            // and T need not be assignable.
+            if (std::optional<T> v = ch_->recv()) cur_.emplace(std::move(*v));
+            else ch_ = nullptr;
             return *this;
         }
         void operator++(int) { ++*this; }
@@ -232,6 +240,9 @@ private:
     }
 
     channel_op_status recv_into(T& out, bool try_only, std::int64_t deadline) const {
+        static_assert(std::is_nothrow_move_assignable_v<T>,
+                      "weft::channel<T>: try_recv/recv_for/recv_until(T& out) need a noexcept move assignment "
+                      "(a throwing one would lose the value taken from the channel); use recv()");
         alignas(T) unsigned char raw[sizeof(T)];
         const channel_op_status s = detail::chan_recv(core(), raw, try_only, deadline);
         if (s == channel_op_status::success) {

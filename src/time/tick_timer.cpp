@@ -122,15 +122,20 @@ private:
     void push_locked(const entry& e) { heap_push(heap_, e); }
     entry pop_locked() noexcept { return heap_pop(heap_); }
 
-    tick_service() { std::thread([this] { run(); }).detach(); }
+    tick_service() {
+        dead_.reserve(dead_batch);  // run() never allocates: it is noexcept (a bad_alloc would terminate)
+        std::thread([this] { run(); }).detach();
+    }
 
     void run() noexcept {
         ::pthread_setname_np(::pthread_self(), "weft-ticker");
-        std::vector<tick_timer*> dead;
+        std::vector<tick_timer*>& dead = dead_;  // ours alone once the thread started
         for (;;) {
             lock_.lock();
             const std::int64_t now = now_ns();
-            while (!heap_.empty() && heap_.front().when <= now) {
+            // At most dead_batch references to drop per round (no reallocation);
+            // what is still due is fired by the next round, at once.
+            while (!heap_.empty() && heap_.front().when <= now && dead.size() < dead.capacity()) {
                 entry e = pop_locked();
                 tick_timer* t = e.t;
                 if (e.gen != t->gen) {
@@ -167,7 +172,9 @@ private:
         }
     }
 
+    static constexpr std::size_t dead_batch = 64;
     std::vector<entry> heap_;
+    std::vector<tick_timer*> dead_;  // the thread's, reserved before it starts
     std::size_t stale_ = 0;  // entries whose gen no longer matches (K1)
     std::atomic<std::uint32_t> wake_{0};
 };

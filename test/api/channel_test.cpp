@@ -1013,6 +1013,41 @@ TEST_P(RuntimeTest, ChannelRangeForDrainsUntilClosed) {
     }
 }
 
+// Range-for uses only T's (noexcept) move constructor: a T that cannot be
+// assigned, or whose move assignment may throw, still iterates, and no value
+// is lost when an assignment would have thrown (it used to assign).
+struct not_assignable {
+    const int v;
+};
+struct throwing_assign {
+    int v = 0;
+    explicit throwing_assign(int x) : v(x) {}
+    throwing_assign(throwing_assign&& o) noexcept : v(o.v) {}
+    throwing_assign& operator=(throwing_assign&& o) {
+        if (o.v == 2) throw std::runtime_error("throwing_assign: 2");
+        v = o.v;
+        return *this;
+    }
+};
+
+TEST_P(RuntimeTest, ChannelRangeForNeedsOnlyTheMoveConstructor) {
+    rt.block_on([] {
+        channel<not_assignable> a(4);
+        channel<throwing_assign> b(4);
+        for (int i = 1; i <= 3; ++i) {
+            a.send(not_assignable{i});
+            b.send(throwing_assign(i));
+        }
+        a.close();
+        b.close();
+        std::vector<int> got_a, got_b;
+        for (auto& x : a) got_a.push_back(x.v);
+        for (auto& x : b) got_b.push_back(x.v);
+        EXPECT_EQ(got_a, (std::vector<int>{1, 2, 3}));
+        EXPECT_EQ(got_b, (std::vector<int>{1, 2, 3}));
+    });
+}
+
 TEST_P(RuntimeTest, ChannelProducersAndConsumersDeliverEachValueOnce) {
     // Several producers and consumers of every placement on every kind: each
     // value arrives exactly once, and each consumer sees each producer's

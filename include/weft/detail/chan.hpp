@@ -91,7 +91,8 @@ struct select_outcome {
 /// returns {n, false} at once when `has_default`, else parks on every channel
 /// until one case can run or `deadline_ns` passes ({n, false}). May suspend.
 /// Throws operation_cancelled on a cancelled fiber that would wait, and
-/// std::bad_alloc with more than 16 cases when memory runs out.
+/// std::bad_alloc when memory runs out (more than 16 cases, or a chosen send
+/// to an unbounded channel whose buffer cannot grow).
 WEFT_API select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadline_ns, bool has_default);
 
 }  // namespace detail
