@@ -8,8 +8,8 @@
 /// schedules: at once when the worker is idle (it sleeps on its futex with a
 /// timeout at the earliest deadline), otherwise when the running fiber next
 /// blocks or yields. sleep_for(d) never returns early; sleep_for(1us) costs a
-/// park and a wake (a few microseconds), sleep_for(0) or a past deadline does
-/// not suspend at all (it is a yield).
+/// park and a wake (a few microseconds); sleep_for(0) or a past deadline does
+/// not park: it yields (other ready fibers may run first).
 #pragma once
 
 #include <chrono>
@@ -49,8 +49,10 @@ void sleep_for(const std::chrono::duration<Rep, Period>& d) {
 
 /// A one-shot timer on the steady clock, pending from construction until its
 /// deadline. Thread-safe: any fiber or thread may wait, cancel or reset it.
-/// Not copyable or movable (waiters refer to it); destroying it while some
-/// fiber or thread waits on it aborts with a message.
+/// Not copyable or movable (waiters refer to it). Destroying it while it is
+/// pending and some fiber or thread waits on it aborts with a message; once
+/// it is cancelled or expired it may be destroyed at once, as a notified
+/// std::condition_variable may (the destructor lets woken waiters return).
 class WEFT_API timer {
 public:
     using clock = std::chrono::steady_clock;
@@ -69,12 +71,14 @@ public:
     bool wait();
 
     /// Stops a pending timer: true if it was pending (it will not expire), false
-    /// if it had already expired or been cancelled. Wakes every waiter (they
-    /// return false). Never suspends.
+    /// if it had already expired or been cancelled. Wakes every waiter: they
+    /// return false, even if a reset() comes before they run. Never suspends.
     bool cancel() noexcept;
 
     /// Re-arms the timer to expire `d` from now, whatever its state; waiters
-    /// keep waiting for the new deadline. Never suspends.
+    /// keep waiting for the new deadline, except those whose deadline had
+    /// already passed (they return true: they saw it expire). Never suspends.
+    /// (A NaN `d` terminates, as every exception in a noexcept call does.)
     template <class Rep, class Period>
     void reset(const std::chrono::duration<Rep, Period>& d) noexcept {
         reset_ns(detail::saturating_ns(d));

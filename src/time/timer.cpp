@@ -6,6 +6,7 @@
 
 #include <new>
 #include <thread>
+#include <type_traits>
 
 #include "sched/worker.hpp"
 #include "sync/wait_queue.hpp"
@@ -15,16 +16,66 @@
 namespace weft::detail {
 
 // A timer: its deadline, whether it was cancelled, and who waits. Guarded by lock.
+//
+// Invariants (all under lock, except where a wake-up hands a value over):
+//  M1 `inside` counts the callers of wait() that will touch the state again:
+//     one enters under the lock and leaves under it, except a waiter whose
+//     outcome a waker handed over with the wake-up (M2): that waker leaves on
+//     its behalf, and the waiter returns without touching the timer. So a
+//     timer may be destroyed once cancel() returned, as a notified
+//     std::condition_variable may: the destructor waits for the callers
+//     still leaving (M3).
+//  M2 A waiter stays linked from its first park until it returns, except
+//     when cancel() or reset() decides its outcome - cancelled (return
+//     false) or expired (its deadline had passed before the reset: return
+//     true). A decider that claims the waiter (wait_queue.hpp Q4) unlinks
+//     it and hands the outcome over in `token`, which only a claim winner
+//     writes (so the woken waiter reads it without the lock). One whose
+//     claim fails is awake already (its deadline, or an earlier reset):
+//     the decider writes `outcome`, which the waiter reads under the lock.
+//     A decided outcome is never replaced, so a cancel followed by a reset
+//     before the waiter runs still returns false, and a waiter woken by a
+//     reset, still linked, is decided by what comes next.
+//     A reset that decides nothing (the timer had not expired) wakes the
+//     waiters it can claim to re-park with the new deadline.
+//  M3 Once the timer is cancelled or expired, no caller of wait() parks
+//     again: each re-checks both under the lock before parking. So with the
+//     timer in that state the destructor's wait for `inside` is short.
+struct timer_waiter {
+    waiter w;  // first: the list holds &w (pointer-interconvertible)
+    std::uintptr_t outcome = 0;  // M2: decided while awake; guarded by lock
+};
+static_assert(std::is_standard_layout_v<timer_waiter>);
+
 struct timer_state {
+    static constexpr std::uintptr_t token_cancelled = 1, token_expired = 2;
+
     spinlock lock;
+    std::uint32_t inside = 0;      // M1; guarded by lock
     std::int64_t deadline_ns = 0;  // guarded by lock
     bool cancelled = false;        // guarded by lock
     waiter_list waiters;           // guarded by lock
 
-    void wake_all_locked() noexcept {
-        // A waiter that loses its claim (timeout, cancellation) unlinks itself (Q3);
-        // a winner re-reads the state under the lock.
-        while (waiter* w = waiters.pop_front()) (void)unpark_waiter(*w);
+    /// M2: decides every waiter without an outcome (`token`), or with token 0
+    /// wakes those parked to look again. Lock held.
+    void decide_all_locked(std::uintptr_t token) noexcept {
+        for (waiter* w = waiters.front(); w != nullptr;) {
+            waiter* const next = w->next;  // read first: a woken waiter may return at once
+            auto* tw = reinterpret_cast<timer_waiter*>(w);
+            if (tw->outcome == 0) {
+                if (claim_waiter(*w)) {
+                    if (token != 0) {
+                        waiters.remove(*w);
+                        w->token = token;  // handed over by the wake-up (Q4)
+                        --inside;          // M1: it will not touch the timer again
+                    }
+                    complete_unpark(*w);
+                } else if (token != 0) {
+                    tw->outcome = token;  // awake: it reads this under the lock
+                }
+            }
+            w = next;
+        }
     }
 };
 
@@ -74,37 +125,51 @@ timer::timer(std::int64_t d_ns, from_ns_tag) {
 
 timer::~timer() {
     detail::timer_state& s = state();
-    s.lock.lock();
-    const bool waited_on = !s.waiters.empty();
-    s.lock.unlock();
-    if (waited_on) detail::fatal("weft::timer::~timer", "destroying a timer that a fiber or thread waits on");
+    for (;;) {
+        s.lock.lock();
+        const std::uint32_t inside = s.inside;
+        const bool settled = s.cancelled || detail::now_ns() >= s.deadline_ns;
+        s.lock.unlock();
+        if (inside == 0) break;
+        if (!settled) detail::fatal("weft::timer::~timer", "destroying a timer that a fiber or thread waits on");
+        this_fiber::yield();  // M3: the callers still inside are leaving (a plain thread yields its CPU)
+    }
     s.~timer_state();
 }
 
 bool timer::wait() {
     detail::timer_state& s = state();
-    detail::waiter me = detail::make_waiter();
+    detail::timer_waiter me{detail::make_waiter()};
     s.lock.lock();
+    ++s.inside;  // M1
     for (;;) {
-        if (s.cancelled) {
-            s.lock.unlock();
-            return false;
+        bool result = false;
+        if (me.outcome != 0) {  // M2: decided while we were awake
+            result = me.outcome == detail::timer_state::token_expired;
+        } else if (s.cancelled) {
+            result = false;
+        } else if (detail::now_ns() >= s.deadline_ns) {
+            result = true;
+        } else {
+            if (!me.w.linked) s.waiters.push_back(me.w);  // M2: linked until we return
+            // relaxed: a thread waiter's record is reused; claimers hold the lock
+            me.w.word.store(0, std::memory_order_relaxed);
+            const detail::wake_reason r = detail::park_waiter(me.w, s.lock, "timer", s.deadline_ns);
+            if (r == detail::wake_reason::notified && me.w.token != 0)  // M2: handed over, and unlinked
+                return me.w.token == detail::timer_state::token_expired;  // our waker left for us (M1)
+            s.lock.lock();
+            if (r == detail::wake_reason::cancelled) {
+                if (me.w.linked) s.waiters.remove(me.w);
+                --s.inside;
+                s.lock.unlock();
+                throw operation_cancelled();
+            }
+            continue;  // a reset, or our deadline: look again
         }
-        const std::int64_t deadline = s.deadline_ns;
-        if (detail::now_ns() >= deadline) {
-            s.lock.unlock();
-            return true;
-        }
-        s.waiters.push_back(me);
-        const detail::wake_reason r = detail::park_waiter(me, s.lock, "timer", deadline);
-        s.lock.lock();
-        if (me.linked) s.waiters.remove(me);  // Q3
-        if (r == detail::wake_reason::cancelled) {
-            s.lock.unlock();
-            throw operation_cancelled();
-        }
-        me.word.store(0, std::memory_order_relaxed);  // relaxed: a thread waiter's record is reused; we hold the lock
-        // notified (cancel or reset) or timeout: re-read the state under the lock
+        if (me.w.linked) s.waiters.remove(me.w);
+        --s.inside;
+        s.lock.unlock();
+        return result;
     }
 }
 
@@ -114,7 +179,7 @@ bool timer::cancel() noexcept {
     const bool was_pending = !s.cancelled && detail::now_ns() < s.deadline_ns;
     if (was_pending) {  // an expired or cancelled timer stays as it is (Go's Stop)
         s.cancelled = true;
-        s.wake_all_locked();
+        s.decide_all_locked(detail::timer_state::token_cancelled);
     }
     s.lock.unlock();
     return was_pending;
@@ -124,9 +189,12 @@ void timer::reset_ns(std::int64_t d_ns) noexcept {
     detail::timer_state& s = state();
     const std::int64_t deadline = detail::deadline_after_ns(d_ns);
     s.lock.lock();
+    // M2: waiting callers whose deadline had passed saw the timer expire; the
+    // others wait for the new deadline.
+    const bool had_expired = !s.cancelled && detail::now_ns() >= s.deadline_ns;
     s.deadline_ns = deadline;
     s.cancelled = false;
-    s.wake_all_locked();  // they re-arm with the new deadline
+    s.decide_all_locked(had_expired ? detail::timer_state::token_expired : 0);
     s.lock.unlock();
 }
 

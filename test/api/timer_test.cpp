@@ -13,9 +13,11 @@
 #include <chrono>
 #include <cstdint>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -520,6 +522,91 @@ TEST_P(RuntimeTest, TimerResetAfterExpiryMakesItPendingAgain) {
         EXPECT_FALSE(t.wait());
         t.reset(1ms);
         EXPECT_TRUE(t.wait());
+    });
+}
+
+TEST(Deadlines, FloatDurationsJustBelowTheLimitSaturateAndNaNIsRefused) {
+    // 9223371776 s as a float is just below 2^63 ns; computed in float, the
+    // nanoseconds rounded up to 2^63 and the conversion overflowed into a
+    // deadline long past.
+    const std::chrono::duration<float> huge(9223371776.0f);
+    weft::timer t(huge);
+    EXPECT_FALSE(t.expired());
+    EXPECT_GT(t.deadline(), clk::now() + std::chrono::hours(24 * 365));
+    EXPECT_TRUE(t.cancel());
+    const std::chrono::duration<double> nan(std::numeric_limits<double>::quiet_NaN());
+    EXPECT_THROW(weft::this_fiber::sleep_for(nan), std::invalid_argument);
+    EXPECT_THROW(weft::timer{nan}, std::invalid_argument);
+}
+
+// --- weft::timer: outcomes decided by cancel/reset, destruction ----------------
+// A waiter woken by cancel() or reset() may not have run yet when the next
+// call comes: its outcome is decided when it is woken (timer.cpp M2), and a
+// cancelled timer may be destroyed at once, as a notified
+// std::condition_variable may (M1).
+
+namespace {
+/// Spawns a fiber waiting on `t` and returns once it is parked in wait()
+/// (the caller is the runtime's only other fiber).
+weft::join_handle<void> spawn_waiter(weft::timer* t, std::atomic<int>& result) {
+    weft::runtime* rt = weft::runtime::current();
+    const std::uint64_t parked_before = rt->stats().fibers_parked;
+    auto h = weft::spawn([t, &result] { result.store(t->wait() ? 1 : 0); });
+    const bool parked = weft_test::yield_until([&] { return rt->stats().fibers_parked > parked_before; });
+    EXPECT_TRUE(parked) << "the waiter never parked";
+    return h;
+}
+}  // namespace
+
+TEST_P(RuntimeTest, TimerMayBeDestroyedRightAfterCancelWhileItsWaiterLeaves) {
+    rt.block_on([] {
+        for (std::size_t round = 0; round < scaled(100); ++round) {
+            auto t = std::make_unique<weft::timer>(1h);
+            std::atomic<int> result{-1};
+            auto h = spawn_waiter(t.get(), result);
+            t->cancel();
+            t.reset();  // before the woken waiter ran (one worker): it must not touch the timer again
+            h.join();
+            ASSERT_EQ(result.load(), 0) << "round " << round;
+        }
+    });
+}
+
+TEST_P(RuntimeTest, TimerCancelThenResetBeforeTheWaiterRunsStillReturnsFalse) {
+    rt.block_on([] {
+        for (std::size_t round = 0; round < scaled(20); ++round) {
+            weft::timer t(1h);
+            std::atomic<int> result{-1};
+            auto h = spawn_waiter(&t, result);
+            EXPECT_TRUE(t.cancel());
+            t.reset(1h);  // no switch in between: the woken waiter has not looked yet
+            const bool released = weft_test::yield_until([&] { return result.load() != -1; });
+            if (!released) t.cancel();  // the bug: it waits for the new deadline; let the test end
+            h.join();
+            ASSERT_TRUE(released) << "the waiter missed the cancel (round " << round << ")";
+            ASSERT_EQ(result.load(), 0);
+        }
+    });
+}
+
+TEST_P(RuntimeTest, TimerResetAfterAnUnnoticedExpiryReleasesTheWaiterWithTrue) {
+    rt.block_on([] {
+        weft::timer t(1h);
+        std::atomic<int> result{-1};
+        auto h = spawn_waiter(&t, result);
+        t.reset(5ms);  // wakes the waiter to re-park with 5 ms
+        // Hold this worker past the deadline without switching: with one worker
+        // the waiter has not even re-parked when the next reset() comes.
+        const auto until = clk::now() + 30ms;
+        while (clk::now() < until) {
+        }
+        t.reset(1h);
+        const bool released = weft_test::yield_until([&] { return result.load() != -1; });
+        if (!released) t.cancel();
+        h.join();
+        ASSERT_TRUE(released) << "the waiter saw the timer expire, then waited for the reset's deadline";
+        EXPECT_EQ(result.load(), 1);
+        EXPECT_FALSE(t.expired()) << "pending again until the new deadline";
     });
 }
 

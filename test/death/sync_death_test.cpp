@@ -2,8 +2,10 @@
 // abort with a message: unlock of a mutex that is not locked, unlock by a
 // fiber or thread that does not own it, one unlock too many of a recursive
 // mutex. The message names the caller and the owner.
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -113,4 +115,20 @@ TEST(MutexDeathTest, MatchedLocksAndUnlocksExitCleanly) {
             std::exit(0);
         },
         testing::ExitedWithCode(0), "");
+}
+
+// weft::timer: destroying a pending timer while a fiber waits on it (a
+// cancelled or expired one may be destroyed: its waiters are leaving).
+TEST(TimerDeathTest, DestroyingAPendingTimerWithAWaiterAborts) {
+    EXPECT_EXIT(
+        {
+            weft::runtime rt(weft::runtime_options{.workers = 1});
+            rt.block_on([] {
+                auto t = std::make_unique<weft::timer>(std::chrono::hours(1));
+                weft::spawn([p = t.get()] { (void)p->wait(); }).detach();
+                for (int i = 0; i < 5; ++i) weft::this_fiber::yield();  // let it park
+                t.reset();
+            });
+        },
+        testing::KilledBySignal(SIGABRT), "destroying a timer that a fiber or thread waits on");
 }

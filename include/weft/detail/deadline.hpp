@@ -4,8 +4,10 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 #include <type_traits>
 
 #include <weft/config.hpp>
@@ -21,14 +23,23 @@ inline constexpr std::int64_t no_deadline = std::numeric_limits<std::int64_t>::m
 
 /// d in nanoseconds, rounded up, saturated to the int64 range (so that
 /// hours::max() means "forever", not a wrapped-around past deadline).
+/// A NaN duration throws std::invalid_argument.
 template <class Rep, class Period>
 std::int64_t saturating_ns(const std::chrono::duration<Rep, Period>& d) {
     using namespace std::chrono;
     using limits = std::numeric_limits<std::int64_t>;
     const duration<long double, std::nano> exact = d;
+    if (exact.count() != exact.count()) throw std::invalid_argument("weft: a duration that is not a number (NaN)");
     if (exact.count() >= static_cast<long double>(limits::max())) return limits::max();
     if (exact.count() <= static_cast<long double>(limits::min())) return limits::min();
-    return duration_cast<nanoseconds>(ceil<nanoseconds>(d)).count();
+    if constexpr (treat_as_floating_point_v<Rep>) {
+        // From the exact value: ceil<nanoseconds>(d) would compute in Rep (a
+        // float just below 2^63 ns rounds up to 2^63, and the conversion overflows).
+        const long double up = std::ceil(exact.count());
+        return up >= static_cast<long double>(limits::max()) ? limits::max() : static_cast<std::int64_t>(up);
+    } else {
+        return duration_cast<nanoseconds>(ceil<nanoseconds>(d)).count();
+    }
 }
 
 /// now + d, saturated (the largest value means "no deadline").
