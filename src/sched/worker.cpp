@@ -306,7 +306,8 @@ fiber* worker::search() noexcept {
 
 fiber* worker::run_others_timers() noexcept {
     // A worker busy in a long fiber cannot run its own due timers; a searcher
-    // fires them (timer_queue.hpp ownership). The woken fibers land in our LIFO slot.
+    // fires them (timer_queue.hpp ownership). The woken fibers land in our
+    // woken queue (T3: deadline order), the first of which we run now.
     std::int64_t now = 0;
     for (const auto& v : rt_.workers) {
         if (v.get() == this) continue;
@@ -317,6 +318,7 @@ fiber* worker::run_others_timers() noexcept {
     }
     fiber* f = lifo_;
     if (f) set_lifo(nullptr);
+    else if (wq_.owner_nonempty()) f = wq_.pop_oldest();
     return f;
 }
 

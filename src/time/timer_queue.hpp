@@ -27,7 +27,7 @@
 //     entry fires or is dropped; so a stale entry never dangles, and dropping
 //     it never runs user code (a pin keeps memory, not the task's contents).
 //  T2 earliest_ is the top deadline, or `none` when empty; written under lock_,
-//     read relaxed as a hint (a stale hint only delays or wastes one check).
+//     read without it as a hint (a stale hint only delays or wastes one check).
 //  T3 A fiber is resumed once per park: the entry fires through the same
 //     claim as wakers and the canceller (F3), keyed by the park generation.
 //     Fired fibers go to the FIFO woken queue, not the LIFO slot, so that a
@@ -42,7 +42,8 @@
 //     the sleeper sees the new deadline or the armer sees it must nudge.
 //
 // Memory orders: the claim CAS is seq_cst (F3); heap_ is guarded by lock_
-// (acquire/release); earliest_ is relaxed (T2).
+// (acquire/release); earliest_ is stored and loaded seq_cst, which only T4's
+// StoreLoad needs (as a hint, T2, relaxed would do).
 //
 // Lifecycle: the queue dies with its worker, after every fiber finished; the
 // destructor releases the references of the entries left (T1).
