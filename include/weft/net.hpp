@@ -274,6 +274,7 @@ private:
     static tcp_stream connect_until(const endpoint& to, std::int64_t deadline_ns);  // steady ns
     tcp_stream(int fd, adopt_t) noexcept : fd_(fd) {}  // already non-blocking
     void remember_peer(const sockaddr* sa, socklen_t len) noexcept;
+    std::string describe(const char* op, int fd) const;  // error text: "op <peer>" (the kept one first)
 
     detail::net_fd fd_;
     detail::net_deadline read_deadline_;

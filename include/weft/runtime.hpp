@@ -122,6 +122,8 @@ private:
 /// Owns the right to join one fiber. Fiber-safe. Destroying (or assigning
 /// over) a handle that was neither joined nor detached detaches the fiber,
 /// as Go and Tokio do; only weft::thread keeps std::thread's terminate rule.
+/// A detached fiber's exception is logged at error level when it ends,
+/// except operation_cancelled (runtime::shutdown()'s cancellation: debug level).
 template <class R>
 class join_handle {
 public:

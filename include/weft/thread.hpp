@@ -18,7 +18,9 @@ namespace weft {
 /// constructed on a plain thread. Fiber-safe (like std::thread).
 ///  - Destroying or move-assigning over a joinable thread calls std::terminate().
 ///  - An exception escaping the function prints
-///    "weft: uncaught exception in fiber <id> '<name>': <what>" and terminates.
+///    "weft: uncaught exception in fiber <id> '<name>': <what>" and terminates;
+///    except operation_cancelled, which runtime::shutdown() throws from the
+///    blocking call of a thread it cancels: the thread then ends quietly.
 ///  - join() may suspend the calling fiber (or blocks a plain thread). It throws
 ///    fiber_error(resource_deadlock_would_occur) on self-join and
 ///    fiber_error(invalid_argument) when not joinable; detach() likewise.

@@ -182,7 +182,8 @@ std::int64_t deadline_ns(clock::time_point t) noexcept {
     return t == clock::time_point::max() ? weft::detail::no_deadline : weft::detail::to_steady_ns(t);
 }
 
-/// "op 1.2.3.4:5": the peer (peer == true) or the local address, else "op fd N".
+/// Error text: "op 1.2.3.4:5" naming the peer (peer == true) if the socket
+/// has one, else "op on 1.2.3.4:5" naming the local address, else "op fd N".
 std::string describe(const char* op, int fd, bool peer) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -192,7 +193,7 @@ std::string describe(const char* op, int fd, bool peer) {
             return std::string(op) + " " + endpoint::from_sockaddr(sa, len).to_string();
         len = sizeof ss;
         if (::getsockname(fd, sa, &len) == 0 && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
-            return std::string(op) + (peer ? " from " : " on ") + endpoint::from_sockaddr(sa, len).to_string();
+            return std::string(op) + " on " + endpoint::from_sockaddr(sa, len).to_string();
     }
     return std::string(op) + " fd " + std::to_string(fd);
 }
@@ -484,6 +485,15 @@ tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
     return *this;
 }
 
+std::string tcp_stream::describe(const char* op, int fd) const {
+    // The kept peer (N7) first: after a reset getpeername fails, and the
+    // message would name only our own address.
+    if (peer_len_ != 0)
+        return std::string(op) + " " +
+               endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&peer_), peer_len_).to_string();
+    return net::describe(op, fd, true);
+}
+
 void tcp_stream::remember_peer(const sockaddr* sa, socklen_t len) noexcept {
     // Only an IPv4 or IPv6 address that fits (AF_UNIX: not kept; peer_endpoint says why).
     if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) || len > static_cast<socklen_t>(sizeof peer_)) return;
@@ -539,7 +549,7 @@ std::size_t tcp_stream::read(void* buf, std::size_t n) {
     call c(fd_, "read");
     if (n == 0) return 0;
     return stream_recv(c, fd_, "read", deadline_ns(read_deadline_.get()), buf, n,
-                       [&c] { return describe("read", c.fd(), true); });
+                       [this, &c] { return describe("read", c.fd()); });
 }
 
 bool tcp_stream::read_exact(void* buf, std::size_t n) {
@@ -550,12 +560,12 @@ bool tcp_stream::read_exact(void* buf, std::size_t n) {
     while (got < n) {
         const std::size_t r = transfer_step(got, n, "read", [&] {
             return stream_recv(c, fd_, "read_exact", deadline, p + got, n - got,
-                               [&c] { return describe("read_exact", c.fd(), true); });
+                               [this, &c] { return describe("read_exact", c.fd()); });
         });
         if (r == 0) {
             if (got == 0) return false;
             throw transfer_error(std::make_error_code(std::errc::no_message_available),
-                                 describe("read_exact", c.fd(), true) + ": stream ended after " +
+                                 describe("read_exact", c.fd()) + ": stream ended after " +
                                      std::to_string(got) + " of " + std::to_string(n) + " bytes",
                                  got);
         }
@@ -569,7 +579,7 @@ std::size_t tcp_stream::write(const void* buf, std::size_t n) {
     if (n == 0) return 0;
     return io_loop(c, "write", true, deadline_ns(write_deadline_.get()),
                    [buf, n](int fd) { return sys_send(fd, buf, n); },  // N1
-                   [&c] { return describe("write", c.fd(), true); });
+                   [this, &c] { return describe("write", c.fd()); });
 }
 
 void tcp_stream::write_all(const void* buf, std::size_t n) {
@@ -581,7 +591,7 @@ void tcp_stream::write_all(const void* buf, std::size_t n) {
         done += transfer_step(done, n, "written", [&] {
             return io_loop(c, "write_all", true, deadline,
                            [p, done, n](int fd) { return sys_send(fd, p + done, n - done); },  // N1
-                           [&c] { return describe("write_all", c.fd(), true); });
+                           [this, &c] { return describe("write_all", c.fd()); });
         });
     }
 }
@@ -591,7 +601,7 @@ void tcp_stream::shutdown_write() {
     if (::shutdown(c.fd(), SHUT_WR) != 0) {
         const int e = errno;
         if (c.closing()) c.throw_closed("shutdown_write");
-        throw_errno(e, describe("shutdown_write", c.fd(), true));
+        throw_errno(e, describe("shutdown_write", c.fd()));
     }
 }
 
@@ -605,7 +615,7 @@ int tcp_stream::release() noexcept {
 
 void tcp_stream::set_nodelay(bool on) {
     call c(fd_, "set_nodelay");
-    set_int_option(c.fd(), IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0, describe("set_nodelay", c.fd(), true));
+    set_int_option(c.fd(), IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0, describe("set_nodelay", c.fd()));
 }
 
 endpoint tcp_stream::peer_endpoint() const {

@@ -29,6 +29,15 @@ std::atomic<std::uint64_t> g_next_id_block{1};
 constexpr std::uint64_t id_block = 256;
 
 void report_unobserved(fiber* f, std::exception_ptr e) noexcept {
+    try {
+        std::rethrow_exception(e);
+    } catch (const operation_cancelled&) {
+        // Cancelled (runtime::shutdown(), a scope): the unwinding was asked
+        // for, not an error; a server's shutdown would log once per connection.
+        log().debug("fiber {} '{}' ended cancelled; nobody joined it", f->id, f->name_copy());
+        return;
+    } catch (...) {
+    }
     log().error("fiber {} '{}' exited with an exception nobody joined: {}", f->id, f->name_copy(), describe(e));
 }
 }  // namespace

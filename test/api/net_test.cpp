@@ -361,7 +361,7 @@ TEST_P(NetTest, PeerResetDuringAReadThrowsConnectionReset) {
         s.close();  // RST
         const failure f = client.join();
         EXPECT_EQ(f.code, std::errc::connection_reset) << f.what;
-        EXPECT_NE(f.what.find("read"), std::string::npos) << f.what;
+        EXPECT_NE(f.what.find("read " + at.to_string()), std::string::npos) << f.what << ": names the peer";
         EXPECT_EQ(peer_after_reset, at);
     });
 }
@@ -381,6 +381,8 @@ TEST_P(NetTest, PeerEndpointIsKeptAfterAResetAndAcrossAMove) {
         char b[4];
         const failure f = failure_of([&] { (void)s.read(b, sizeof b); });
         EXPECT_EQ(f.code, std::errc::connection_reset) << f.what;
+        // The message names the peer that reset, not our own address.
+        EXPECT_NE(f.what.find("read " + client_at.to_string()), std::string::npos) << f.what;
         sockaddr_storage ss{};
         socklen_t len = sizeof ss;
         EXPECT_NE(::getpeername(s.native_handle(), reinterpret_cast<sockaddr*>(&ss), &len), 0) << "the kernel forgot";

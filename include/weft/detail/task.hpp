@@ -14,6 +14,7 @@
 #include <utility>
 
 #include <weft/config.hpp>
+#include <weft/error.hpp>
 #include <weft/fiber_id.hpp>
 
 namespace weft::detail {
@@ -167,7 +168,10 @@ struct fn_task final : result_task<R> {
     }
 };
 
-/// A task with std::thread's rule: an escaping exception terminates the process.
+/// A task with std::thread's rule: an escaping exception terminates the
+/// process. Except weft's own cancellation (operation_cancelled, thrown by a
+/// blocking call when runtime::shutdown() cancels the fiber): the stack has
+/// unwound as the runtime asked, and the thread ends quietly.
 template <class Fn>
 struct thread_task final : task_base {
     std::optional<Fn> fn;
@@ -175,6 +179,7 @@ struct thread_task final : task_base {
     void run() noexcept override {
         try {
             (*fn)();
+        } catch (const operation_cancelled&) {
         } catch (...) {
             terminate_uncaught(std::current_exception());
         }
