@@ -163,6 +163,8 @@ private:
 /// the optional is empty when the channel is closed and drained.
 template <class T, class F = detail::no_handler>
 detail::recv_case<T, F> on_recv(const channel<T>& ch, F fn = {}) {
+    static_assert(std::is_invocable_v<F&, std::optional<T>> || std::is_invocable_v<F&>,
+                  "weft::on_recv(ch, fn): fn takes std::optional<T> (empty: the channel is closed), or nothing");
     return detail::recv_case<T, F>(ch, std::move(fn));
 }
 

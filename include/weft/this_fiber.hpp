@@ -8,6 +8,7 @@
 
 #include <weft/config.hpp>
 #include <weft/fiber_id.hpp>
+#include <weft/timer.hpp>  // this_fiber::sleep_for / sleep_until
 
 namespace weft::this_fiber {
 

@@ -10,6 +10,7 @@
 #include <weft/detail/task.hpp>
 #include <weft/error.hpp>
 #include <weft/fiber_id.hpp>
+#include <weft/this_fiber.hpp>  // weft::this_thread, as <thread> gives std::this_thread
 
 namespace weft {
 

@@ -49,6 +49,22 @@ std::size_t parse_size_env(const char* var, bool allow_suffix) {
     return value * mult;
 }
 
+/// WEFT_STALL_MS: milliseconds (> 0), or a negative number or "off" for no
+/// stall warnings (runtime_options::stall_warning < 0); unset: 100.
+std::chrono::milliseconds stall_ms_env() {
+    const char* v = std::getenv("WEFT_STALL_MS");
+    if (!v || !*v) return std::chrono::milliseconds(100);
+    const std::string_view s(v);
+    if (s == "off") return std::chrono::milliseconds(-1);
+    std::int64_t value = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (ec != std::errc{} || p != s.data() + s.size() || value == 0)
+        throw std::invalid_argument(std::string("weft: WEFT_STALL_MS='") + v +
+                                    "' is not a number of milliseconds (> 0), or a negative number or 'off' "
+                                    "for no stall warnings");
+    return std::chrono::milliseconds(value < 0 ? -1 : value);
+}
+
 std::size_t round_up(std::size_t v, std::size_t to) { return (v + to - 1) / to * to; }
 
 std::size_t deque_capacity() {
@@ -77,10 +93,7 @@ runtime_options resolve_options(runtime_options o) {
         throw std::invalid_argument("weft: runtime_options::guard_pages = " + std::to_string(o.guard_pages) +
                                     " is outside [1, 256]");
     if (o.name.empty()) o.name = "weft";
-    if (o.stall_warning.count() == 0) {
-        const std::size_t env = parse_size_env("WEFT_STALL_MS", false);
-        o.stall_warning = std::chrono::milliseconds(env ? static_cast<std::int64_t>(env) : 100);
-    }
+    if (o.stall_warning.count() == 0) o.stall_warning = stall_ms_env();
     return o;
 }
 

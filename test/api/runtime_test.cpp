@@ -135,6 +135,23 @@ TEST(RuntimeOptions, ExplicitMemberWinsOverEnvironment) {
     EXPECT_EQ(rt.options().stack_size, 128 * kib);
 }
 
+TEST(RuntimeOptions, StallWarningFromTheEnvironmentCanBeTurnedOff) {
+    using ms = std::chrono::milliseconds;
+    const weft::runtime_options one{.workers = 1};
+    {
+        scoped_env e("WEFT_STALL_MS", "250");
+        EXPECT_EQ(weft::runtime(one).options().stall_warning, ms(250));
+    }
+    for (const char* off : {"-1", "-500", "off"}) {
+        scoped_env e("WEFT_STALL_MS", off);
+        EXPECT_LT(weft::runtime(one).options().stall_warning.count(), 0) << off;
+    }
+    for (const char* bad : {"0", "soon", "10ms"}) {
+        scoped_env e("WEFT_STALL_MS", bad);
+        EXPECT_THROW(weft::runtime{one}, std::invalid_argument) << bad;
+    }
+}
+
 TEST(RuntimeOptions, UnparsableEnvironmentThrows) {
     {
         scoped_env w("WEFT_WORKERS", "many");
