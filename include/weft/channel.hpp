@@ -152,7 +152,11 @@ public:
     }
     template <class Clock, class Duration>
     channel_op_status send_until(T&& v, const std::chrono::time_point<Clock, Duration>& t) const {
-        return detail::chan_send(core(), &v, false, detail::to_steady_ns(t));
+        channel_op_status s;
+        do {
+            s = detail::chan_send(core(), &v, false, detail::to_steady_ns(t));
+        } while (s == channel_op_status::timeout && detail::before_on_own_clock(t));
+        return s;
     }
     template <class Clock, class Duration>
     channel_op_status send_until(const T& v, const std::chrono::time_point<Clock, Duration>& t) const {
@@ -168,7 +172,11 @@ public:
     }
     template <class Clock, class Duration>
     channel_op_status recv_until(T& out, const std::chrono::time_point<Clock, Duration>& t) const {
-        return recv_into(out, false, detail::to_steady_ns(t));
+        channel_op_status s;
+        do {
+            s = recv_into(out, false, detail::to_steady_ns(t));
+        } while (s == channel_op_status::timeout && detail::before_on_own_clock(t));
+        return s;
     }
 
     /// Closes the channel (see the file comment); true if this call closed

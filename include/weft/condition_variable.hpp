@@ -55,14 +55,15 @@ public:
 
     template <class Clock, class Duration>
     std::cv_status wait_until(std::unique_lock<mutex>& lock, const std::chrono::time_point<Clock, Duration>& t) {
-        return wait_until_ns(lock, detail::to_steady_ns(t)) ? std::cv_status::no_timeout : std::cv_status::timeout;
+        if (wait_until_ns(lock, detail::to_steady_ns(t))) return std::cv_status::no_timeout;
+        // std: not a timeout while t's own clock has not reached t (a spurious wake-up)
+        return detail::before_on_own_clock(t) ? std::cv_status::no_timeout : std::cv_status::timeout;
     }
     template <class Clock, class Duration, class Predicate>
     bool wait_until(std::unique_lock<mutex>& lock, const std::chrono::time_point<Clock, Duration>& t,
                     Predicate pred) {
-        const std::int64_t deadline = detail::to_steady_ns(t);
         while (!pred())
-            if (!wait_until_ns(lock, deadline)) return pred();
+            if (!wait_until_ns(lock, detail::to_steady_ns(t)) && !detail::before_on_own_clock(t)) return pred();
         return true;
     }
     template <class Rep, class Period>
@@ -120,13 +121,14 @@ public:
     }
     template <class Lock, class Clock, class Duration>
     std::cv_status wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& t) {
-        return wait_until_ns(lock, detail::to_steady_ns(t)) ? std::cv_status::no_timeout : std::cv_status::timeout;
+        if (wait_until_ns(lock, detail::to_steady_ns(t))) return std::cv_status::no_timeout;
+        // std: not a timeout while t's own clock has not reached t (a spurious wake-up)
+        return detail::before_on_own_clock(t) ? std::cv_status::no_timeout : std::cv_status::timeout;
     }
     template <class Lock, class Clock, class Duration, class Predicate>
     bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& t, Predicate pred) {
-        const std::int64_t deadline = detail::to_steady_ns(t);
         while (!pred())
-            if (!wait_until_ns(lock, deadline)) return pred();
+            if (!wait_until_ns(lock, detail::to_steady_ns(t)) && !detail::before_on_own_clock(t)) return pred();
         return true;
     }
     template <class Lock, class Rep, class Period>
@@ -150,7 +152,10 @@ public:
     template <class Lock, class Clock, class Duration, class Predicate>
     bool wait_until(Lock& lock, std::stop_token st, const std::chrono::time_point<Clock, Duration>& t,
                     Predicate pred) {
-        return wait_stop(lock, st, detail::to_steady_ns(t), pred);
+        for (;;) {
+            const bool r = wait_stop(lock, st, detail::to_steady_ns(t), pred);
+            if (r || st.stop_requested() || !detail::before_on_own_clock(t)) return r;
+        }
     }
     template <class Lock, class Rep, class Period, class Predicate>
     bool wait_for(Lock& lock, std::stop_token st, const std::chrono::duration<Rep, Period>& d, Predicate pred) {

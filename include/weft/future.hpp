@@ -375,7 +375,9 @@ public:
         future_state<R>* s = checked();
         if (s->is_ready()) return std::future_status::ready;
         if (s->is_deferred()) return std::future_status::deferred;
-        return s->wait_until_ns(to_steady_ns(t)) ? std::future_status::ready : std::future_status::timeout;
+        return wait_until_own_clock(t, [s](std::int64_t ns) { return s->wait_until_ns(ns); })
+                   ? std::future_status::ready
+                   : std::future_status::timeout;
     }
 
 protected:

@@ -133,7 +133,8 @@ public:
     }
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t) {
-        return acquire(detail::self_token(), detail::to_steady_ns(t));
+        const std::uint64_t self = detail::self_token();
+        return detail::wait_until_own_clock(t, [this, self](std::int64_t ns) { return acquire(self, ns); });
     }
     void unlock() noexcept {
         check_owner(detail::self_token());
@@ -199,7 +200,7 @@ public:
     }
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t) {
-        return lock_until_ns(detail::to_steady_ns(t));
+        return detail::wait_until_own_clock(t, [this](std::int64_t ns) { return lock_until_ns(ns); });
     }
 };
 

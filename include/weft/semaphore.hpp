@@ -257,7 +257,7 @@ public:
     template <class Clock, class Duration>
     bool try_acquire_until(const std::chrono::time_point<Clock, Duration>& t) {
         if (try_take()) return true;
-        return take_until(detail::to_steady_ns(t));
+        return detail::wait_until_own_clock(t, [this](std::int64_t ns) { return take_until(ns); });
     }
 };
 

@@ -60,7 +60,7 @@ public:
     }
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t) {
-        return lock_until_ns(detail::to_steady_ns(t));
+        return detail::wait_until_own_clock(t, [this](std::int64_t ns) { return lock_until_ns(ns); });
     }
     void unlock() {
         {
@@ -87,7 +87,7 @@ public:
     }
     template <class Clock, class Duration>
     bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& t) {
-        return lock_shared_until_ns(detail::to_steady_ns(t));
+        return detail::wait_until_own_clock(t, [this](std::int64_t ns) { return lock_shared_until_ns(ns); });
     }
     void unlock_shared() {
         std::unique_lock<mutex> lk(mut_);

@@ -35,7 +35,9 @@ namespace this_fiber {
 /// Throws operation_cancelled if the fiber is cancelled meanwhile. Thread-safe.
 template <class Clock, class Duration>
 void sleep_until(const std::chrono::time_point<Clock, Duration>& t) {
-    detail::sleep_until_steady_ns(detail::to_steady_ns(t));
+    do {
+        detail::sleep_until_steady_ns(detail::to_steady_ns(t));
+    } while (detail::before_on_own_clock(t));  // std: never before Clock::now() >= t
 }
 
 /// Suspends the calling fiber for at least `d` (a plain thread sleeps). A zero or

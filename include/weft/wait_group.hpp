@@ -127,7 +127,7 @@ public:
     /// time. May suspend. Throws operation_cancelled as wait() does.
     template <class Clock, class Duration>
     bool wait_until(const std::chrono::time_point<Clock, Duration>& t) {
-        return wait_until_ns(detail::to_steady_ns(t));
+        return detail::wait_until_own_clock(t, [this](std::int64_t ns) { return wait_until_ns(ns); });
     }
 
 private:

@@ -539,6 +539,68 @@ TEST(Deadlines, FloatDurationsJustBelowTheLimitSaturateAndNaNIsRefused) {
     EXPECT_THROW(weft::timer{nan}, std::invalid_argument);
 }
 
+// A clock at half the steady clock's speed: a stand-in for system_clock
+// stepped back (NTP, settimeofday). std's rule for *_until on another clock:
+// no return (or timeout) before Clock::now() >= t, whatever the steady clock did.
+struct half_speed_clock {
+    using rep = std::int64_t;
+    using period = std::nano;
+    using duration = std::chrono::nanoseconds;
+    using time_point = std::chrono::time_point<half_speed_clock>;
+    static constexpr bool is_steady = false;
+    static time_point now() { return time_point(duration(clk::now().time_since_epoch().count() / 2)); }
+};
+
+TEST_P(RuntimeTest, DeadlinesOnAnotherClockAreNotReportedBeforeThatClockReachesThem) {
+    rt.block_on([] {
+        using hc = half_speed_clock;
+        auto t = hc::now() + 20ms;
+        weft::this_fiber::sleep_until(t);
+        EXPECT_GE(hc::now(), t) << "sleep_until";
+
+        weft::timed_mutex m;
+        m.lock();
+        auto other = weft::spawn([&m] {
+            const auto until = hc::now() + 20ms;
+            const bool got = m.try_lock_until(until);
+            EXPECT_FALSE(got);
+            EXPECT_GE(hc::now(), until) << "try_lock_until";
+        });
+        other.join();
+        m.unlock();
+
+        weft::mutex cm;
+        weft::condition_variable cv;
+        std::unique_lock<weft::mutex> lk(cm);
+        t = hc::now() + 20ms;
+        while (cv.wait_until(lk, t) == std::cv_status::no_timeout) {
+        }
+        EXPECT_GE(hc::now(), t) << "condition_variable::wait_until";
+        t = hc::now() + 20ms;
+        EXPECT_FALSE(cv.wait_until(lk, t, [] { return false; }));
+        EXPECT_GE(hc::now(), t) << "condition_variable::wait_until with a predicate";
+        lk.unlock();
+
+        weft::channel<int> ch;
+        int v = 0;
+        t = hc::now() + 20ms;
+        EXPECT_EQ(ch.recv_until(v, t), weft::channel_op_status::timeout);
+        EXPECT_GE(hc::now(), t) << "channel::recv_until";
+
+        weft::counting_semaphore<4> sem(0);
+        t = hc::now() + 20ms;
+        EXPECT_FALSE(sem.try_acquire_until(t));
+        EXPECT_GE(hc::now(), t) << "semaphore::try_acquire_until";
+
+        weft::promise<int> p;
+        weft::future<int> f = p.get_future();
+        t = hc::now() + 20ms;
+        EXPECT_EQ(f.wait_until(t), std::future_status::timeout);
+        EXPECT_GE(hc::now(), t) << "future::wait_until";
+        p.set_value(1);
+    });
+}
+
 // --- weft::timer: outcomes decided by cancel/reset, destruction ----------------
 // A waiter woken by cancel() or reset() may not have run yet when the next
 // call comes: its outcome is decided when it is woken (timer.cpp M2), and a

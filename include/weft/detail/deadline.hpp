@@ -49,12 +49,35 @@ inline std::int64_t deadline_after_ns(std::int64_t d_ns) noexcept {
     return now + d_ns;
 }
 
+/// For a deadline on another clock (std's rule, as libstdc++ keeps it): a
+/// wait converted to the steady clock that timed out while Clock::now() < t
+/// has not reached t (that clock was stepped back, or runs slower): the
+/// caller waits again, converting anew. Always false for steady_clock.
+template <class Clock, class Duration>
+bool before_on_own_clock(const std::chrono::time_point<Clock, Duration>& t) {
+    if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) return false;
+    else return Clock::now() < t;
+}
+
+template <class Clock, class Duration>
+std::int64_t to_steady_ns(const std::chrono::time_point<Clock, Duration>& t);
+
+/// wait(steady deadline ns) -> bool (false: timed out), again while `t` has
+/// not passed on its own clock (before_on_own_clock).
+template <class Clock, class Duration, class Wait>
+bool wait_until_own_clock(const std::chrono::time_point<Clock, Duration>& t, Wait&& wait) {
+    for (;;) {
+        if (wait(to_steady_ns(t))) return true;
+        if (!before_on_own_clock(t)) return false;
+    }
+}
+
 template <class Clock, class Duration>
 std::int64_t to_steady_ns(const std::chrono::time_point<Clock, Duration>& t) {
     using namespace std::chrono;
     if constexpr (std::is_same_v<Clock, steady_clock>) {
         return saturating_ns(t.time_since_epoch());
-    } else {  // another clock: measured from now, as std::this_thread::sleep_until does
+    } else {  // another clock: measured from now (callers re-check it: before_on_own_clock)
         // In long double: t - now in t's own type overflows for time_point::min() (a
         // deadline long past would wrap into the far future) or for coarse durations.
         using exact = duration<long double, std::nano>;
