@@ -36,8 +36,8 @@ struct runtime_options {
     /// call stalls its worker), saying whether its thread was computing or
     /// asleep in the kernel. A thread starved of CPU by an overloaded machine
     /// is reported only after 10 times this. 0: the default, 100 ms, or
-    /// WEFT_STALL_MS (milliseconds; a negative number or "off": no warnings);
-    /// negative: no warnings. The thread that watches for
+    /// WEFT_STALL_MS (milliseconds; a negative number or "off": no
+    /// warnings); negative: no warnings. The thread that watches for
     /// stalls (its looks at most 50 ms apart) also wakes a sleeping worker to
     /// watch the network when every awake worker is held by one fiber, so
     /// with 2+ workers it runs even when warnings are off.

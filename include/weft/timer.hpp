@@ -41,7 +41,8 @@ void sleep_until(const std::chrono::time_point<Clock, Duration>& t) {
 }
 
 /// Suspends the calling fiber for at least `d` (a plain thread sleeps). A zero or
-/// negative `d` yields instead. May suspend. Throws operation_cancelled as above.
+/// negative `d` yields instead. May suspend. Throws operation_cancelled as above,
+/// and std::invalid_argument for a NaN `d`.
 template <class Rep, class Period>
 void sleep_for(const std::chrono::duration<Rep, Period>& d) {
     detail::sleep_until_steady_ns(detail::deadline_after_ns(detail::saturating_ns(d)));
@@ -60,7 +61,8 @@ public:
     using clock = std::chrono::steady_clock;
 
     /// Pending, expiring `d` from now (any duration type: converted without
-    /// overflow, so hours::max() never expires).
+    /// overflow, so hours::max() never expires). A NaN `d` throws
+    /// std::invalid_argument, as in sleep_for and every *_for call.
     template <class Rep, class Period>
     explicit timer(const std::chrono::duration<Rep, Period>& d) : timer(detail::saturating_ns(d), from_ns_tag{}) {}
     ~timer();

@@ -46,6 +46,7 @@ struct alignas(64) poll_desc {
     int oneshot_ep = -1;         // the epoll set a one-shot arm went to last (E3); guarded by lk
     std::atomic<std::uint32_t> gen{0};  // E1: written under lk; read by thread waiters
 };
+static_assert(sizeof(poll_desc) == 128, "poll_desc: two cache lines per descriptor (E1's table)");
 
 // E1's table: fd -> poll_desc, in chunks installed once and never freed.
 constexpr int chunk_bits = 10;

@@ -8,6 +8,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"
 #include "sync/wait_queue.hpp"
 #include "time/timer_queue.hpp"
@@ -39,8 +40,13 @@ namespace weft::detail {
 //     A reset that decides nothing (the timer had not expired) wakes the
 //     waiters it can claim to re-park with the new deadline.
 //  M3 Once the timer is cancelled or expired, no caller of wait() parks
-//     again: each re-checks both under the lock before parking. So with the
-//     timer in that state the destructor's wait for `inside` is short.
+//     again: each re-checks both under the lock before parking. The
+//     destructor, finding callers still inside, decides those still parked
+//     on an expired timer itself (as reset() would) and waits only for those
+//     already awake. On a pending timer it waits as well when every waiter
+//     still inside is leaving anyway (decided, or a fiber whose cancellation
+//     was requested: runtime::shutdown() unwinding a timer's owner and its
+//     waiter at once); any other waiter is a misuse, and it aborts.
 struct timer_waiter {
     waiter w;  // first: the list holds &w (pointer-interconvertible)
     std::uintptr_t outcome = 0;  // M2: decided while awake; guarded by lock
@@ -55,6 +61,21 @@ struct timer_state {
     std::int64_t deadline_ns = 0;  // guarded by lock
     bool cancelled = false;        // guarded by lock
     waiter_list waiters;           // guarded by lock
+
+    /// M3: some linked waiter is neither decided nor a fiber being
+    /// cancelled (it really waits). Lock held.
+    bool someone_waits_locked() const noexcept {
+        for (const waiter* w = waiters.front(); w != nullptr; w = w->next) {
+            if (reinterpret_cast<const timer_waiter*>(w)->outcome != 0) continue;
+            // relaxed: F4 flags are monotonic; a stale false only means we abort on a misuse that
+            // cancellation was about to end, which the caller's next look would have seen.
+            if (w->f && (w->f->cancel_requested.load(std::memory_order_relaxed) ||
+                         w->f->rt->cancelling(std::memory_order_relaxed)))
+                continue;
+            return true;
+        }
+        return false;
+    }
 
     /// M2: decides every waiter without an outcome (`token`), or with token 0
     /// wakes those parked to look again. Lock held.
@@ -127,11 +148,18 @@ timer::~timer() {
     detail::timer_state& s = state();
     for (;;) {
         s.lock.lock();
-        const std::uint32_t inside = s.inside;
-        const bool settled = s.cancelled || detail::now_ns() >= s.deadline_ns;
+        if (s.inside != 0) {
+            if (s.cancelled || detail::now_ns() >= s.deadline_ns) {
+                // M3: settled. Those parked on an expired timer leave with their outcome now.
+                if (!s.cancelled) s.decide_all_locked(detail::timer_state::token_expired);
+            } else if (s.someone_waits_locked()) {
+                s.lock.unlock();
+                detail::fatal("weft::timer::~timer", "destroying a timer that a fiber or thread waits on");
+            }
+        }
+        const bool empty = s.inside == 0;
         s.lock.unlock();
-        if (inside == 0) break;
-        if (!settled) detail::fatal("weft::timer::~timer", "destroying a timer that a fiber or thread waits on");
+        if (empty) break;
         this_fiber::yield();  // M3: the callers still inside are leaving (a plain thread yields its CPU)
     }
     s.~timer_state();

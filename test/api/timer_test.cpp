@@ -634,6 +634,25 @@ TEST_P(RuntimeTest, TimerMayBeDestroyedRightAfterCancelWhileItsWaiterLeaves) {
     });
 }
 
+TEST_P(RuntimeTest, TimerMayBeDestroyedWhenItsOnlyWaiterIsDecidedEvenIfPendingAgain) {
+    // reset() wakes the waiter; cancel() decides it (false) while it is awake;
+    // a second reset() makes the timer pending again. The waiter is leaving,
+    // so destroying the timer is not "destroying it while someone waits".
+    rt.block_on([] {
+        for (std::size_t round = 0; round < scaled(20); ++round) {
+            auto t = std::make_unique<weft::timer>(1h);
+            std::atomic<int> result{-1};
+            auto h = spawn_waiter(t.get(), result);
+            t->reset(1h);
+            t->cancel();
+            t->reset(1h);
+            t.reset();
+            h.join();
+            ASSERT_EQ(result.load(), 0) << "round " << round;
+        }
+    });
+}
+
 TEST_P(RuntimeTest, TimerCancelThenResetBeforeTheWaiterRunsStillReturnsFalse) {
     rt.block_on([] {
         for (std::size_t round = 0; round < scaled(20); ++round) {

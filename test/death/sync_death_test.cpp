@@ -2,6 +2,7 @@
 // abort with a message: unlock of a mutex that is not locked, unlock by a
 // fiber or thread that does not own it, one unlock too many of a recursive
 // mutex. The message names the caller and the owner.
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -131,4 +132,31 @@ TEST(TimerDeathTest, DestroyingAPendingTimerWithAWaiterAborts) {
             });
         },
         testing::KilledBySignal(SIGABRT), "destroying a timer that a fiber or thread waits on");
+}
+
+// runtime::shutdown() cancels a fiber that owns a pending timer and the fiber
+// waiting on it: whichever unwinds first, the owner's ~timer must not take
+// the cancelled waiter for a misuse (timer.cpp M3).
+TEST(TimerDeathTest, ShutdownUnwindingATimersOwnerAndItsWaiterExitsCleanly) {
+    EXPECT_EXIT(
+        {
+            for (std::size_t workers : {1, 2, 4}) {
+                for (int round = 0; round < 100; ++round) {
+                    weft::runtime rt(weft::runtime_options{.workers = workers});
+                    std::atomic<bool> ready{false};
+                    rt.spawn([&ready] {
+                        weft::timer t(std::chrono::hours(1));
+                        auto h = weft::spawn([&t] { (void)t.wait(); });
+                        for (int i = 0; i < 5; ++i) weft::this_fiber::yield();
+                        ready.store(true);
+                        h.join();  // cancelled: ~timer runs while unwinding, maybe before the waiter left
+                    }).detach();
+                    while (!ready.load()) std::this_thread::yield();
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                    rt.shutdown();
+                }
+            }
+            std::exit(0);
+        },
+        testing::ExitedWithCode(0), "");
 }
