@@ -152,10 +152,10 @@ public:
     }
     template <class Clock, class Duration>
     channel_op_status send_until(T&& v, const std::chrono::time_point<Clock, Duration>& t) const {
-        channel_op_status s;
-        do {
-            s = detail::chan_send(core(), &v, false, detail::to_steady_ns(t));
-        } while (s == channel_op_status::timeout && detail::before_on_own_clock(t));
+        channel_op_status s = channel_op_status::timeout;
+        (void)detail::wait_until_own_clock(t, [&](std::int64_t ns) {
+            return (s = detail::chan_send(core(), &v, false, ns)) != channel_op_status::timeout;
+        });
         return s;
     }
     template <class Clock, class Duration>
@@ -172,10 +172,9 @@ public:
     }
     template <class Clock, class Duration>
     channel_op_status recv_until(T& out, const std::chrono::time_point<Clock, Duration>& t) const {
-        channel_op_status s;
-        do {
-            s = recv_into(out, false, detail::to_steady_ns(t));
-        } while (s == channel_op_status::timeout && detail::before_on_own_clock(t));
+        channel_op_status s = channel_op_status::timeout;
+        (void)detail::wait_until_own_clock(
+            t, [&](std::int64_t ns) { return (s = recv_into(out, false, ns)) != channel_op_status::timeout; });
         return s;
     }
 

@@ -152,10 +152,11 @@ public:
     template <class Lock, class Clock, class Duration, class Predicate>
     bool wait_until(Lock& lock, std::stop_token st, const std::chrono::time_point<Clock, Duration>& t,
                     Predicate pred) {
-        for (;;) {
-            const bool r = wait_stop(lock, st, detail::to_steady_ns(t), pred);
-            if (r || st.stop_requested() || !detail::before_on_own_clock(t)) return r;
-        }
+        bool r = false;
+        (void)detail::wait_until_own_clock(t, [&](std::int64_t ns) {
+            return (r = wait_stop(lock, st, ns, pred)) || st.stop_requested();  // done, or stopped: no retry
+        });
+        return r;
     }
     template <class Lock, class Rep, class Period, class Predicate>
     bool wait_for(Lock& lock, std::stop_token st, const std::chrono::duration<Rep, Period>& d, Predicate pred) {
