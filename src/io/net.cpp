@@ -278,6 +278,7 @@ public:
     call& operator=(const call&) = delete;
 
     int fd() const noexcept { return fd_; }
+    const net_fd& sock() const noexcept { return s_; }
     /// N4.
     bool closing() const noexcept {
         return (s_.use.load(std::memory_order_relaxed) & closing_bit) != 0;  // relaxed: a hint, re-checked (N4)
@@ -329,8 +330,9 @@ std::size_t transfer_step(std::size_t done, std::size_t n, const char* verb, Ste
 
 /// `seq`: weft::detail::io_seq loaded before the system call that said EAGAIN (reactor.hpp E7).
 template <class What>
-void wait_ready(int fd, bool write, std::int64_t deadline, const What& what, const std::uint64_t* seq = nullptr) {
-    renamed_errors(what, [=] { weft::detail::io_wait_owned(fd, write, deadline, seq); });
+void wait_ready(int fd, bool write, std::int64_t deadline, const What& what, const std::uint64_t* seq = nullptr,
+                const void* touch = nullptr) {
+    renamed_errors(what, [=] { weft::detail::io_wait_owned(fd, write, deadline, seq, touch); });
 }
 
 /// The loop of every data call (N4): sys(fd) until it does not say EAGAIN.
@@ -356,7 +358,7 @@ std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t dead
         const int e = errno;
         if (e == EINTR) continue;
         if (e == EAGAIN || e == EWOULDBLOCK) {
-            wait_ready(c.fd(), write, deadline, what, &seq);
+            wait_ready(c.fd(), write, deadline, what, &seq, &c.sock());  // E10: c.closing() reads it next
             continue;
         }
         if (c.closing()) c.throw_closed(op);
@@ -374,7 +376,7 @@ std::size_t stream_recv(const call& c, net_fd& s, const char* op, std::int64_t d
     if (mark != 0) {
         if (c.closing()) c.throw_closed(op);
         renamed_errors(what, [&] {
-            weft::detail::io_wait_drained(c.fd(), mark >> 1, deadline);
+            weft::detail::io_wait_drained(c.fd(), mark >> 1, deadline, &s);  // E10: the next closing() reads s
         });
     }
     std::uint64_t seq = 0;

@@ -95,6 +95,17 @@
 //     Without E8, a plain close(2) of a released descriptor drops the kernel's
 //     registration but not `owner`, and the next socket given that number
 //     would skip registering and park for good.
+//  E10 Prefetch hints (no ordering, no correctness role). With thousands of
+//     connections, what a woken fiber touches first is cold: its descriptor,
+//     the top of its saved stack (the switch's registers, the frames of the
+//     wait), and its socket's net_fd (net.cpp re-checks C after the wait).
+//     poll() prefetches the batch's descriptors before it takes their locks,
+//     and each claimed waiter's stack top (1 KiB; 512 B and 2 KiB measured no
+//     better) and `waiter::touch` before it wakes the fiber. Reading the
+//     fiber's fctx is ordered by the pd lock (the parker stored it before
+//     releasing that lock, W1). Measured at 10,000 echo connections: the
+//     server's user-space share of its CPU from 14% to 10%; echo requests/s
+//     +1% at 10,000 and +4% at 1,000 connections (2 workers, interleaved runs).
 //
 // Memory orders: see each atomic. The pd lock orders everything about
 // waiters; a waiter is claimed under it and woken after it is released (the
@@ -165,7 +176,10 @@ private:
 /// The socket must be closed with io_close. Plain threads: poll(2).
 /// `seq`: io_seq(fd, write) loaded before the system call that said EAGAIN
 /// (E7); without it, only `ready` keeps an edge that came in between (E2).
-void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint64_t* seq = nullptr);
+/// `touch`: memory the caller reads first when it resumes, prefetched by the
+/// poller that wakes it (E10; a hint, may be null).
+void io_wait_owned(int fd, bool write, std::int64_t deadline_ns, const std::uint64_t* seq = nullptr,
+                   const void* touch = nullptr);
 
 /// W8 (sched/worker.hpp): an I/O call completed without waiting. On a fiber
 /// it may yield (every worker::io_budget calls in a row); never throws.
@@ -184,6 +198,6 @@ std::uint64_t io_seq(int fd, bool write);
 /// edge since `seq`, or at the deadline (no throw: the caller's recv and its
 /// ordinary wait then report the timeout, N5). Throws bad_file_descriptor
 /// (io_close) and operation_cancelled as io_wait_owned.
-void io_wait_drained(int fd, std::uint64_t seq, std::int64_t deadline_ns);
+void io_wait_drained(int fd, std::uint64_t seq, std::int64_t deadline_ns, const void* touch = nullptr);
 
 }  // namespace weft::detail

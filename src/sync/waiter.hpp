@@ -20,6 +20,7 @@ struct waiter {
     const void* key = nullptr;
     std::uintptr_t token = 0;     // from the waker's callback, read after the wake (Q4)
     std::int64_t since_ns = 0;    // when it parked: the mutex starvation guard
+    const void* touch = nullptr;  // reactor waiters: what the fiber reads first when resumed (a prefetch hint, E10)
 };
 
 /// An intrusive FIFO of waiters; the owner's lock guards it.
