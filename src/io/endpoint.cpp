@@ -118,25 +118,32 @@ bool parse_address(std::string_view s, std::uint16_t port, sockaddr_storage& out
     return true;
 }
 
-/// "a.b.c.d:port" or "[v6]:port".
-bool parse_text(std::string_view text, sockaddr_storage& out) noexcept {
+/// "a.b.c.d:port" or "[v6]:port". Null on success, else what is wrong (for parse()'s message).
+const char* parse_text(std::string_view text, sockaddr_storage& out) noexcept {
     std::string_view host;
     std::string_view port_text;
     if (!text.empty() && text.front() == '[') {
         const auto close = text.find(']');
-        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+        if (close == std::string_view::npos) return "no ']' after the IPv6 address";
+        if (close + 1 >= text.size() || text[close + 1] != ':') return "no ':port' after the ']'";
         host = text.substr(1, close - 1);
-        if (host.find(':') == std::string_view::npos) return false;  // brackets are for IPv6 only
+        if (host.find(':') == std::string_view::npos) return "brackets are for IPv6 addresses only";
         port_text = text.substr(close + 2);
     } else {
         const auto colon = text.rfind(':');
-        if (colon == std::string_view::npos) return false;
+        if (colon == std::string_view::npos) return "no ':port'";
         host = text.substr(0, colon);
-        if (host.find(':') != std::string_view::npos) return false;  // IPv6 without brackets
+        if (host.empty())
+            return "no address before the port (all interfaces: 0.0.0.0:port or [::]:port; this host: "
+                   "127.0.0.1:port)";
+        if (host.find(':') != std::string_view::npos) return "an IPv6 address needs brackets ([::1]:80)";
         port_text = text.substr(colon + 1);
     }
     std::uint16_t port = 0;
-    return parse_port(port_text, port) && parse_address(host, port, out);
+    if (!parse_port(port_text, port)) return "the port is not a number from 0 to 65535";
+    if (!parse_address(host, port, out))
+        return "not an IPv4 or IPv6 address literal (a host name needs weft::net::resolve)";
+    return nullptr;
 }
 
 std::string quoted(std::string_view s) {
@@ -191,16 +198,16 @@ endpoint::endpoint(std::string_view address, std::uint16_t port) {
 }
 
 endpoint endpoint::parse(std::string_view text) {
-    if (auto e = try_parse(text)) return *e;
-    throw std::invalid_argument(
-        "weft::net::endpoint::parse: not an address:port (127.0.0.1:80, [::1]:80; a host name needs "
-        "weft::net::resolve): " +
-        quoted(text));
+    endpoint e;
+    if (const char* why = parse_text(text, e.storage_))
+        throw std::invalid_argument("weft::net::endpoint::parse: not an address:port (127.0.0.1:80, [::1]:80): " +
+                                    quoted(text) + ": " + why);
+    return e;
 }
 
 std::optional<endpoint> endpoint::try_parse(std::string_view text) noexcept {
     endpoint e;
-    if (!parse_text(text, e.storage_)) return std::nullopt;
+    if (parse_text(text, e.storage_) != nullptr) return std::nullopt;
     return e;
 }
 

@@ -218,6 +218,20 @@ TEST(NetEndpointTest, RejectsBadTextNamingIt) {
             EXPECT_NE(std::string(e.what()).find(std::string("\"") + bad + "\""), std::string::npos) << e.what();
         }
     }
+    // The message says what is wrong, for the mistakes people make.
+    const auto why = [](const char* bad) {
+        try {
+            (void)endpoint::parse(bad);
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    EXPECT_NE(why(":8080").find("0.0.0.0:port"), std::string::npos) << why(":8080");  // Go's listen form
+    EXPECT_NE(why("127.0.0.1:65536").find("0 to 65535"), std::string::npos) << why("127.0.0.1:65536");
+    EXPECT_NE(why("::1:80").find("brackets"), std::string::npos) << why("::1:80");
+    EXPECT_NE(why("localhost:80").find("resolve"), std::string::npos) << why("localhost:80");
+    EXPECT_NE(why("127.0.0.1").find("no ':port'"), std::string::npos) << why("127.0.0.1");
     EXPECT_THROW(endpoint("[::1]", 80), std::invalid_argument);
     EXPECT_THROW(endpoint("localhost", 80), std::invalid_argument);
     EXPECT_THROW(endpoint("", 80), std::invalid_argument);
