@@ -91,8 +91,9 @@ public:
     /// From an address literal ("127.0.0.1", "::1"; no host names) and a
     /// port. Throws std::invalid_argument naming the bad text.
     endpoint(std::string_view address, std::uint16_t port);
-    /// "127.0.0.1:80", "[::1]:80" (an IPv6 literal needs brackets). Throws
-    /// std::invalid_argument naming the bad text.
+    /// "127.0.0.1:80", "[::1]:80" (an IPv6 literal needs brackets; no
+    /// host-less ":80"). Throws std::invalid_argument naming the bad text
+    /// (control characters as \xNN) and saying what is wrong with it.
     static endpoint parse(std::string_view text);
     /// As parse, but empty instead of throwing.
     static std::optional<endpoint> try_parse(std::string_view text) noexcept;

@@ -124,9 +124,10 @@ const char* parse_text(std::string_view text, sockaddr_storage& out) noexcept {
     std::string_view port_text;
     if (!text.empty() && text.front() == '[') {
         const auto close = text.find(']');
-        if (close == std::string_view::npos) return "no ']' after the IPv6 address";
+        if (close == std::string_view::npos) return "no ']' to close the '['";
         if (close + 1 >= text.size() || text[close + 1] != ':') return "no ':port' after the ']'";
         host = text.substr(1, close - 1);
+        if (host.empty()) return "no address between the brackets";
         if (host.find(':') == std::string_view::npos) return "brackets are for IPv6 addresses only";
         port_text = text.substr(close + 2);
     } else {
@@ -140,17 +141,32 @@ const char* parse_text(std::string_view text, sockaddr_storage& out) noexcept {
         port_text = text.substr(colon + 1);
     }
     std::uint16_t port = 0;
-    if (!parse_port(port_text, port)) return "the port is not a number from 0 to 65535";
-    if (!parse_address(host, port, out))
-        return "not an IPv4 or IPv6 address literal (a host name needs weft::net::resolve)";
-    return nullptr;
+    if (!parse_port(port_text, port)) return "the port is not 1 to 5 decimal digits, at most 65535";
+    if (parse_address(host, port, out)) return nullptr;
+    if (host.find('\0') != std::string_view::npos) return "a NUL character in the address";
+    if (host.find('%') != std::string_view::npos) return "not an IPv6 literal with a known zone (interface)";
+    if (host.find(':') != std::string_view::npos) return "not an IPv6 address literal";
+    if (host.find_first_not_of("0123456789.") == std::string_view::npos)
+        return "not a dotted-quad IPv4 address (four numbers from 0 to 255)";
+    return "not an IPv4 or IPv6 address literal (a host name needs weft::net::resolve)";
 }
 
+/// The text in double quotes, control characters (a NUL would end what()) as \xNN.
 std::string quoted(std::string_view s) {
     std::string q;
     q.reserve(s.size() + 2);
     q += '"';
-    q += s;
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) {
+            static constexpr char hex[] = "0123456789abcdef";
+            q += "\\x";
+            q += hex[u >> 4];
+            q += hex[u & 15];
+        } else {
+            q += c;
+        }
+    }
     q += '"';
     return q;
 }

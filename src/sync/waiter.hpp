@@ -16,11 +16,12 @@ struct waiter {
     waiter* next = nullptr;
     waiter* prev = nullptr;
     bool linked = false;
-    // Used by the parking lot (sync/parking_lot.hpp) only; guarded by the bucket lock.
+    // The parking lot's (sync/parking_lot.hpp) key, guarded by its bucket lock; on a
+    // reactor queue (io/reactor.hpp E10, pd lock), what the fiber reads first when
+    // resumed: a prefetch hint. A waiter is on one kind of queue or the other.
     const void* key = nullptr;
     std::uintptr_t token = 0;     // from the waker's callback, read after the wake (Q4)
     std::int64_t since_ns = 0;    // when it parked: the mutex starvation guard
-    const void* touch = nullptr;  // reactor waiters: what the fiber reads first when resumed (a prefetch hint, E10)
 };
 
 /// An intrusive FIFO of waiters; the owner's lock guards it.
@@ -37,5 +38,7 @@ private:
     waiter* head_ = nullptr;
     waiter* tail_ = nullptr;
 };
+
+static_assert(sizeof(waiter) <= 64, "waiter: one cache line (it lives on a parked fiber's stack)");
 
 }  // namespace weft::detail

@@ -228,10 +228,30 @@ TEST(NetEndpointTest, RejectsBadTextNamingIt) {
         return std::string("accepted");
     };
     EXPECT_NE(why(":8080").find("0.0.0.0:port"), std::string::npos) << why(":8080");  // Go's listen form
-    EXPECT_NE(why("127.0.0.1:65536").find("0 to 65535"), std::string::npos) << why("127.0.0.1:65536");
+    EXPECT_NE(why("127.0.0.1:65536").find("at most 65535"), std::string::npos) << why("127.0.0.1:65536");
     EXPECT_NE(why("::1:80").find("brackets"), std::string::npos) << why("::1:80");
     EXPECT_NE(why("localhost:80").find("resolve"), std::string::npos) << why("localhost:80");
     EXPECT_NE(why("127.0.0.1").find("no ':port'"), std::string::npos) << why("127.0.0.1");
+    EXPECT_NE(why("1.2.3.4:000080").find("1 to 5 decimal digits"), std::string::npos) << why("1.2.3.4:000080");
+    EXPECT_NE(why("127.1:80").find("dotted-quad"), std::string::npos) << why("127.1:80");
+    EXPECT_EQ(why("127.1:80").find("resolve"), std::string::npos) << why("127.1:80");  // resolve refuses it too
+    EXPECT_NE(why("[::1]").find("no ':port' after the ']'"), std::string::npos) << why("[::1]");
+    EXPECT_NE(why("[::1:80").find("no ']'"), std::string::npos) << why("[::1:80");
+    EXPECT_NE(why("[]:80").find("between the brackets"), std::string::npos) << why("[]:80");
+    EXPECT_NE(why("[1.2.3.4]:80").find("IPv6 addresses only"), std::string::npos) << why("[1.2.3.4]:80");
+    EXPECT_NE(why("[fe80::1%no-such-interface0]:80").find("zone"), std::string::npos);
+    EXPECT_NE(why("[::g]:80").find("not an IPv6 address literal"), std::string::npos) << why("[::g]:80");
+    {  // a NUL is shown, not allowed to cut the message short
+        using namespace std::string_view_literals;
+        std::string msg;
+        try {
+            (void)endpoint::parse("1.2.3.4\0:80"sv);
+        } catch (const std::invalid_argument& e) {
+            msg = e.what();
+        }
+        EXPECT_NE(msg.find("\"1.2.3.4\\x00:80\""), std::string::npos) << msg;
+        EXPECT_NE(msg.find("NUL"), std::string::npos) << msg;
+    }
     EXPECT_THROW(endpoint("[::1]", 80), std::invalid_argument);
     EXPECT_THROW(endpoint("localhost", 80), std::invalid_argument);
     EXPECT_THROW(endpoint("", 80), std::invalid_argument);
