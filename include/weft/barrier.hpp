@@ -56,7 +56,9 @@
 ///     unpark_on, which takes the key as a number (P4).
 ///  B5 arrive_and_drop decrements expected_ before its arrival's CAS, so the
 ///     completer of that phase, whose CAS comes later in the word's order,
-///     reads the decrement (see memory orders).
+///     reads the decrement (see memory orders). It first checks that the phase
+///     still expects an arrival, so a drop during the completion step throws
+///     without having lowered expected_ while the completer may read it.
 /// Memory orders. Arrivals CAS with acq_rel: release publishes the
 /// participant's writes (and a drop's expected_ decrement) to the completer,
 /// acquire lets the completer see every earlier arrival (all changes to the
@@ -182,16 +184,27 @@ public:
     /// std::logic_error, changing nothing, if no participant is left or no
     /// arrival is expected in this phase.
     void arrive_and_drop() {
-        std::ptrdiff_t e = expected_.load(std::memory_order_relaxed);  // relaxed: the CAS re-checks
-        do {
-            if (e <= 0) throw std::logic_error("weft::barrier::arrive_and_drop: no participant left");
-            // relaxed: published to the completer by the arrival's acq_rel CAS below (B5).
-        } while (!expected_.compare_exchange_weak(e, e - 1, std::memory_order_relaxed, std::memory_order_relaxed));
-        try {
-            (void)arrive(1);
-        } catch (...) {
-            expected_.fetch_add(1, std::memory_order_relaxed);  // relaxed: undoes ours; nothing was counted
-            throw;
+        for (;;) {
+            if (expected_.load(std::memory_order_relaxed) <= 0)  // relaxed: re-checked by the CAS below
+                throw std::logic_error("weft::barrier::arrive_and_drop: no participant left");
+            std::uint64_t s = word_.load(std::memory_order_relaxed);  // relaxed: the CAS re-checks
+            // Before expected_ changes: a completer reading it meanwhile would open the
+            // next phase one short (B5; found by review: the old order lowered it, then
+            // let arrive() throw during the completion step, then put it back).
+            if (count_of(s) == 0)
+                throw std::logic_error("weft::barrier::arrive_and_drop: no arrival expected in this phase");
+            std::ptrdiff_t e = expected_.load(std::memory_order_relaxed);  // relaxed: the CAS re-checks
+            do {
+                if (e <= 0) throw std::logic_error("weft::barrier::arrive_and_drop: no participant left");
+                // relaxed: published to the completer by the arrival's acq_rel CAS below (B5).
+            } while (!expected_.compare_exchange_weak(e, e - 1, std::memory_order_relaxed, std::memory_order_relaxed));
+            // acq_rel: as arrive(). Only our own arrival can complete this phase (the count
+            // was >= 1 and we have not arrived), so no completer reads expected_ before it.
+            if (word_.compare_exchange_strong(s, s - one, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+                if (count_of(s) == 1) complete(phase_of(s));  // B1, B2
+                return;
+            }
+            expected_.fetch_add(1, std::memory_order_relaxed);  // relaxed: undoes ours; the word moved, look again
         }
     }
 

@@ -335,6 +335,32 @@ TEST(Barrier, MisuseThrowsLogicErrorAndChangesNothing) {
     two.wait(std::move(t3));
 }
 
+// A drop while the completion step runs (count 0: a misuse) throws before it
+// touches the participant count, which the completer reads: the next phase still
+// expects everyone. (The old order lowered the count, let arrive() throw, then
+// restored it: a completer reading in between opened the next phase one short,
+// 51 of 200 times in the reviewer's timing-dependent reproducer; this test pins
+// the order of checks, it cannot force that window.)
+TEST(Barrier, ArriveAndDropDuringTheCompletionStepThrowsAndChangesNothing) {
+    std::atomic<int> stage{0};
+    std::atomic<int> calls{0};
+    auto done = [&]() noexcept {
+        if (calls.fetch_add(1) != 0) return;
+        stage.store(1);
+        while (stage.load() != 2) std::this_thread::yield();
+    };
+    weft::barrier<decltype(done)> b(2, done);
+    (void)b.arrive();
+    std::thread completer([&] { (void)b.arrive(); });  // completes phase 0, runs `done`
+    while (stage.load() != 1) std::this_thread::yield();
+    EXPECT_THROW(b.arrive_and_drop(), std::logic_error);
+    stage.store(2);
+    completer.join();
+    EXPECT_THROW((void)b.arrive(3), std::logic_error);  // phase 1 expects 2, not more
+    (void)b.arrive(2);                                   // and not fewer: this completes it
+    EXPECT_EQ(calls.load(), 2);
+}
+
 TEST_P(RuntimeTest, BarrierWaitIsCancelledAtShutdown) {
     weft::runtime other(weft::runtime_options{.workers = GetParam()});
     constexpr int waiters = 4;
