@@ -7,7 +7,9 @@
 ///  - lock() on a fiber parks the fiber, not its worker; on a plain thread it
 ///    sleeps the thread on a futex. Both may hold and wait for one mutex.
 ///  - The uncontended lock()+unlock() is two atomic instructions and no
-///    syscall or allocation. Contended, a caller spins briefly (only where the
+///    syscall or allocation. As POSIX requires of its mutexes, a mutex may be
+///    destroyed as soon as the last user has unlocked it, even while an
+///    earlier unlock() that freed it for that user is still returning. Contended, a caller spins briefly (only where the
 ///    holder can run meanwhile), then parks. A waiter that has waited over
 ///    1 ms gets the lock handed to it directly at the next unlock (a
 ///    starvation guard, as Go's sync.Mutex has).
@@ -75,9 +77,14 @@ protected:
         release_state();
     }
     void release_state() noexcept {
-        // release: publishes the critical section to the next owner.
-        const std::uint32_t old = state_.fetch_and(~locked_bit, std::memory_order_release);
-        if ((old & (parked_bit | woken_bit)) == parked_bit) wake_one();  // someone parked, nobody awake
+        std::uint32_t s = state_.load(std::memory_order_relaxed);  // relaxed: the CAS re-checks
+        for (;;) {
+            // Someone parked, nobody awake: the visit clears L itself, as its last write (M8).
+            if ((s & (parked_bit | woken_bit)) == parked_bit) return wake_one();
+            // release: publishes the critical section to the next owner.
+            if (state_.compare_exchange_weak(s, s & ~locked_bit, std::memory_order_release, std::memory_order_relaxed))
+                return;
+        }
     }
 
     WEFT_API bool acquire_slow(std::uint64_t me, std::int64_t deadline_ns);

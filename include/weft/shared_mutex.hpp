@@ -69,8 +69,10 @@ public:
                 detail::shared_mutex_misuse(this, "unlock() by a caller that does not hold it exclusively");
             state_ = 0;
             writer_ = 0;
+            // Under mut_: once it is released another thread may take, release and destroy us
+            // (allowed as for a mutex, mutex.cpp M8), so notifying after it would be too late.
+            gate1_.notify_all();
         }
-        gate1_.notify_all();
     }
 
     // Shared ownership.
@@ -94,13 +96,10 @@ public:
         const std::uint32_t readers = state_ & n_readers;
         if (readers == 0) detail::shared_mutex_misuse(this, "unlock_shared() with no reader inside");
         state_ = (state_ & ~n_readers) | (readers - 1);
+        // Notified under mut_, as in unlock().
         if (state_ & write_entered) {
-            if (readers == 1) {
-                lk.unlock();
-                gate2_.notify_one();  // the entered writer may go
-            }
+            if (readers == 1) gate2_.notify_one();  // the entered writer may go
         } else if (readers == n_readers) {
-            lk.unlock();
             gate1_.notify_one();  // a reader held back by the reader limit may enter
         }
     }
@@ -117,8 +116,7 @@ private:
         while (state_ & n_readers) {  // gate 2: the readers inside leave
             if (!gate2_.wait_until_ns(lk, deadline_ns, false) && (state_ & n_readers)) {
                 state_ &= ~write_entered;  // give up: let the held-back readers and writers in
-                lk.unlock();
-                gate1_.notify_all();
+                gate1_.notify_all();       // under mut_, as in unlock()
                 return false;
             }
         }

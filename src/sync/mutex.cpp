@@ -9,12 +9,14 @@
 //     parked: a running caller beats a parked one, which keeps the lock hot
 //     in one cache and avoids a wake-up per hand-over. The fast paths are one
 //     RMW each: lock = fetch_or(L) (a no-op when L is already set, so it works
-//     whatever the other bits), unlock = fetch_and(~L).
+//     whatever the other bits), unlock = a CAS clearing L (M8).
 //  M2 A caller parks only after setting P, and only if L and P are both still
-//     set under the bucket lock (park_on's validate). An unlock that saw P
-//     (and no W) in the word it cleared L from visits the bucket; since P was
-//     set before the waiter's validate saw L, and both are RMWs on one word,
-//     any waiter that parked is linked before that visit (parking lot P2).
+//     set under the bucket lock (park_on's validate). An unlock clears L only
+//     by a CAS on a word without P (or with W); a word with P and no W sends
+//     it to the bucket instead, still holding L (M8). Since P was set before
+//     the waiter's validate saw L, and all are RMWs on one word, any waiter
+//     that parked is linked before that visit (parking lot P2); one that
+//     validates after it finds L clear and does not park.
 //  M3 That visit (wake_one, under the bucket lock) wakes one waiter and, in
 //     the same critical section, leaves P set iff more may be parked and sets
 //     W. With W set, unlock does not visit: the awake contender will take the
@@ -42,6 +44,17 @@
 //     (unpark_one_on's run_here = false), not in the waker's LIFO slot: the
 //     waker runs on (it usually re-locks in a loop), and a waiter stuck behind
 //     it would hold W (or H) for a whole time slice.
+//  M8 The releasing call's last write to the mutex is the one that clears L:
+//     as POSIX requires (glibc bug 13690), another thread may take the lock
+//     the moment it is free, release it, and destroy the mutex while the
+//     unlock that freed it is still returning. So unlock clears L with a CAS
+//     only when it need not visit; when it must (P and no W), it keeps L and
+//     the visit's callback clears it (or hands it over, M5) in the same CAS
+//     that updates P and W, under the bucket lock; what the parking lot does
+//     after the callback uses &state_ only as a number (P4). Found by review
+//     (a reproducer pausing unlock before its visit saw a later write land in
+//     the destroyed mutex). A condition variable's wait releases through the
+//     same path.
 //  A waiter that times out leaves P set behind it; the next visit clears it.
 //
 // Memory orders. Taking L is acquire and clearing it release, pairing so that
@@ -134,18 +147,19 @@ void mutex_base::wake_one() noexcept {
         [](void* p, unpark_info info) -> std::uintptr_t {  // M3, under the bucket lock
             auto& st = *static_cast<std::atomic<std::uint32_t>*>(p);
             std::uint32_t cur = st.load(std::memory_order_relaxed);  // relaxed: the CAS re-checks
-            for (;;) {
-                std::uint32_t n = info.may_have_more ? cur : cur & ~parked_bit;
+            for (;;) {  // L is still ours (M8): this CAS releases it or hands it over
+                std::uint32_t n = (info.may_have_more ? cur : cur & ~parked_bit) & ~locked_bit;
                 std::uintptr_t token = 0;
                 if (info.did_unpark) {
-                    if (info.waited_ns > fair_after_ns && !(cur & locked_bit)) {  // M5
+                    if (info.waited_ns > fair_after_ns) {  // M5: the lock goes straight to the waiter
                         n |= locked_bit | handoff_bit;
                         token = handoff;
                     } else {
                         n |= woken_bit;  // M3, M4
                     }
                 }
-                // acq_rel: on hand-over we take L after its last owner (header).
+                // release: publishes the critical section to the next owner (M8); acquire: kept from
+                // when hand-over took L after its last owner (the owner is now ourselves).
                 if (st.compare_exchange_weak(cur, n, std::memory_order_acq_rel, std::memory_order_relaxed))
                     return token;
             }

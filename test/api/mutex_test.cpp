@@ -160,6 +160,38 @@ TEST(Mutex, WorksOnAPlainThreadWithoutARuntime) {
 
 // --- try_lock -------------------------------------------------------------------
 
+// M8 (src/sync/mutex.cpp): the last user may destroy a mutex as soon as it has
+// unlocked it, even while the unlock that freed it for that user is still
+// returning (POSIX requires it; glibc bug 13690). Each round: the holder
+// unlocks with waiters parked, and whichever thread unlocks last deletes the
+// mutex at once. A late write by an earlier unlock would be a use-after-free
+// (ASan). The race needs an unlock paused between freeing the lock and its
+// last write, so this test only exercises the path; the review's reproducer,
+// which paused unlock there by interposing the parking lot, wrote into the
+// destroyed mutex before M8 and can no longer reach that state.
+TEST(Mutex, TheLastUserMayDestroyItRightAfterUnlocking) {
+    for (int round = 0; round < 300; ++round) {
+        auto* m = new weft::mutex;
+        std::atomic<int> left{3};
+        const auto done = [&] {
+            if (left.fetch_sub(1) == 1) delete m;  // the last unlocker destroys it
+        };
+        m->lock();
+        std::vector<std::thread> ts;
+        for (int k = 0; k < 2; ++k)
+            ts.emplace_back([&] {
+                m->lock();
+                m->unlock();
+                done();
+            });
+        std::this_thread::sleep_for(std::chrono::microseconds(50));  // let them park (not required)
+        m->unlock();
+        done();
+        for (auto& t : ts) t.join();
+        EXPECT_EQ(left.load(), 0);
+    }
+}
+
 TEST_P(RuntimeTest, TryLockFailsWhileHeldAndSucceedsWhenFree) {
     weft::mutex m;
     rt.block_on([&] {
