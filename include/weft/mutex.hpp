@@ -7,9 +7,7 @@
 ///  - lock() on a fiber parks the fiber, not its worker; on a plain thread it
 ///    sleeps the thread on a futex. Both may hold and wait for one mutex.
 ///  - The uncontended lock()+unlock() is two atomic instructions and no
-///    syscall or allocation. As POSIX requires of its mutexes, a mutex may be
-///    destroyed as soon as the last user has unlocked it, even while an
-///    earlier unlock() that freed it for that user is still returning. Contended, a caller spins briefly (only where the
+///    syscall or allocation. Contended, a caller spins briefly (only where the
 ///    holder can run meanwhile), then parks. A waiter that has waited over
 ///    1 ms gets the lock handed to it directly at the next unlock (a
 ///    starvation guard, as Go's sync.Mutex has).
@@ -22,7 +20,9 @@
 ///    run normally while a cancelled stack unwinds); the holder releases it
 ///    when its own cancellable wait throws operation_cancelled.
 /// All members are thread-safe. The object must not be destroyed while held
-/// or waited for (as with std::mutex).
+/// or waited for (as with std::mutex); as POSIX requires of its mutexes, the
+/// last user may destroy it as soon as it has unlocked it, even while an
+/// earlier unlock() that freed it for that user is still returning.
 #pragma once
 
 #include <atomic>
