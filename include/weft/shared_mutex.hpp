@@ -92,7 +92,7 @@ public:
         return detail::wait_until_own_clock(t, [this](std::int64_t ns) { return lock_shared_until_ns(ns); });
     }
     void unlock_shared() {
-        std::unique_lock<mutex> lk(mut_);
+        std::lock_guard<mutex> g(mut_);
         const std::uint32_t readers = state_ & n_readers;
         if (readers == 0) detail::shared_mutex_misuse(this, "unlock_shared() with no reader inside");
         state_ = (state_ & ~n_readers) | (readers - 1);
