@@ -41,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 #include <weft/config.hpp>
@@ -61,8 +62,9 @@ struct net_fd {
     }
 };
 /// A deadline kept as steady-clock ticks, so that a fiber may set it while
-/// another reads it.
+/// another reads it. One on another clock is converted when set.
 struct net_deadline {
+    static_assert(std::is_same_v<std::chrono::steady_clock::period, std::nano>, "ticks are steady nanoseconds");
     std::atomic<std::chrono::steady_clock::rep> ticks{std::chrono::steady_clock::time_point::max().time_since_epoch().count()};
     net_deadline() noexcept = default;
     net_deadline(const net_deadline& o) noexcept : ticks(o.ticks.load(std::memory_order_relaxed)) {}  // relaxed: a value copy
@@ -72,6 +74,14 @@ struct net_deadline {
     }
     void set(std::chrono::steady_clock::time_point t) noexcept {
         ticks.store(t.time_since_epoch().count(), std::memory_order_relaxed);  // relaxed: a value; the call that reads it publishes nothing
+    }
+    /// Any clock, any precision: saturated (a coarse max() stays "none"
+    /// instead of overflowing); another clock's time is measured from its
+    /// now(). Throws std::invalid_argument for a NaN time.
+    template <class Clock, class Duration>
+    void set_any(const std::chrono::time_point<Clock, Duration>& t) {
+        static_assert(std::chrono::is_clock_v<Clock>, "weft: a deadline needs a std::chrono clock's time_point");
+        set(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(to_steady_ns(t))));
     }
     std::chrono::steady_clock::time_point get() const noexcept {
         return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ticks.load(std::memory_order_relaxed)));  // relaxed: as set()
@@ -232,11 +242,24 @@ public:
     /// std::system_error(std::errc::timed_out); the deadline stays in force
     /// until changed, as Go's SetReadDeadline. A call that need not wait
     /// succeeds even past its deadline. Never suspends; any fiber or thread.
-    void set_read_deadline(clock::time_point t) noexcept { read_deadline_.set(t); }
-    void set_write_deadline(clock::time_point t) noexcept { write_deadline_.set(t); }
-    void set_deadline(clock::time_point t) noexcept {
-        read_deadline_.set(t);
-        write_deadline_.set(t);
+    /// Any std::chrono clock: a time on another clock than `clock`
+    /// (system_clock, say) is converted to `clock` when it is set, as Go
+    /// keeps a deadline's monotonic reading, so a later step of that clock
+    /// does not move it; the getters give it back on `clock`. Any precision:
+    /// a coarser max() is still "none". Throws std::invalid_argument only
+    /// for a NaN time (floating-point durations).
+    template <class Clock, class Duration>
+    void set_read_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        read_deadline_.set_any(t);
+    }
+    template <class Clock, class Duration>
+    void set_write_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        write_deadline_.set_any(t);
+    }
+    template <class Clock, class Duration>
+    void set_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        read_deadline_.set_any(t);
+        write_deadline_.set(read_deadline_.get());  // one conversion: both the same
     }
     clock::time_point read_deadline() const noexcept { return read_deadline_.get(); }
     clock::time_point write_deadline() const noexcept { return write_deadline_.get(); }
@@ -313,8 +336,12 @@ public:
     /// As accept(), also giving the peer's address.
     tcp_stream accept(endpoint& peer);
 
-    /// As tcp_stream's deadlines: for later accept() calls. Never suspends.
-    void set_accept_deadline(clock::time_point t) noexcept { deadline_.set(t); }
+    /// As tcp_stream's deadlines (any clock): for later accept() calls.
+    /// Never suspends.
+    template <class Clock, class Duration>
+    void set_accept_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        deadline_.set_any(t);
+    }
     clock::time_point accept_deadline() const noexcept { return deadline_.get(); }
     endpoint local_endpoint() const;
     /// Fibers blocked in accept() wake with bad_file_descriptor. Idempotent.
@@ -362,12 +389,19 @@ public:
     std::size_t recv(void* buf, std::size_t n);
     std::size_t recv(void* buf, std::size_t n, bool& truncated);  // as recv_from's
 
-    /// As tcp_stream's deadlines. Never suspend; any fiber or thread.
-    void set_read_deadline(clock::time_point t) noexcept { read_deadline_.set(t); }
-    void set_write_deadline(clock::time_point t) noexcept { write_deadline_.set(t); }
-    void set_deadline(clock::time_point t) noexcept {
-        read_deadline_.set(t);
-        write_deadline_.set(t);
+    /// As tcp_stream's deadlines (any clock). Never suspend; any fiber or thread.
+    template <class Clock, class Duration>
+    void set_read_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        read_deadline_.set_any(t);
+    }
+    template <class Clock, class Duration>
+    void set_write_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        write_deadline_.set_any(t);
+    }
+    template <class Clock, class Duration>
+    void set_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        read_deadline_.set_any(t);
+        write_deadline_.set(read_deadline_.get());  // one conversion: both the same
     }
     clock::time_point read_deadline() const noexcept { return read_deadline_.get(); }
     clock::time_point write_deadline() const noexcept { return write_deadline_.get(); }

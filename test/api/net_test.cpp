@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -857,6 +858,60 @@ TEST_P(NetTest, ReadWriteAndAcceptDeadlines) {
         c.set_deadline(clk::time_point::max());
         EXPECT_EQ(c.write_deadline(), clk::time_point::max());
         EXPECT_EQ(c.read_deadline(), clk::time_point::max());
+    });
+}
+
+// Deadlines on any std::chrono clock and precision (std::thread users write
+// system_clock times): converted when set, so a system_clock deadline times
+// out like the steady one it names; a coarse max() is still "none" instead of
+// overflowing into the past; a NaN time is refused and changes nothing.
+TEST_P(NetTest, DeadlinesOnOtherClocksAndPrecisions) {
+    rt.block_on([] {
+        using namespace std::chrono;
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();
+        char b[4];
+        auto t0 = clk::now();
+        c.set_read_deadline(system_clock::now() + 100ms);
+        EXPECT_GE(c.read_deadline(), t0 + 90ms);  // converted to the steady clock at the call
+        EXPECT_LE(c.read_deadline(), clk::now() + 100ms);
+        failure f = failure_of([&] { (void)c.read(b, sizeof b); });
+        EXPECT_EQ(f.code, std::errc::timed_out) << f.what;
+        EXPECT_GE(clk::now() - t0, 90ms);
+
+        // Coarse and foreign max() mean "none": the read then waits for data.
+        c.set_read_deadline(time_point<steady_clock, seconds>::max());
+        EXPECT_EQ(c.read_deadline(), clk::time_point::max());
+        c.set_read_deadline(system_clock::time_point::max());
+        EXPECT_EQ(c.read_deadline(), clk::time_point::max());
+        s.write_all("q");
+        EXPECT_EQ(c.read(b, 1), 1u);
+        EXPECT_EQ(b[0], 'q');
+        // Long past on a coarse clock: past, not wrapped into the future.
+        c.set_read_deadline(time_point<system_clock, hours>::min());
+        EXPECT_LT(c.read_deadline(), clk::now());
+        EXPECT_EQ(failure_of([&] { (void)c.read(b, 1); }).code, std::errc::timed_out);
+
+        // set_deadline sets both to the one converted time.
+        c.set_deadline(system_clock::now() + 1h);
+        EXPECT_EQ(c.read_deadline(), c.write_deadline());
+        EXPECT_GT(c.read_deadline(), clk::now() + 59min);
+
+        // NaN: std::invalid_argument, the deadline unchanged.
+        const auto before = c.read_deadline();
+        const time_point<system_clock, duration<double>> nan_time{duration<double>(std::nan(""))};
+        EXPECT_THROW(c.set_read_deadline(nan_time), std::invalid_argument);
+        EXPECT_THROW(l.set_accept_deadline(nan_time), std::invalid_argument);
+        EXPECT_EQ(c.read_deadline(), before);
+        EXPECT_EQ(l.accept_deadline(), clk::time_point::max());
+
+        l.set_accept_deadline(system_clock::now() + 50ms);
+        EXPECT_EQ(failure_of([&] { (void)l.accept(); }).code, std::errc::timed_out);
+
+        auto u = udp_socket::bind("127.0.0.1:0");
+        u.set_read_deadline(system_clock::now() + 50ms);
+        EXPECT_EQ(failure_of([&] { (void)u.recv(b, sizeof b); }).code, std::errc::timed_out);
     });
 }
 

@@ -78,6 +78,7 @@ std::int64_t to_steady_ns(const std::chrono::time_point<Clock, Duration>& t) {
     if constexpr (std::is_same_v<Clock, steady_clock>) {
         return saturating_ns(t.time_since_epoch());
     } else {  // another clock: measured from now (callers re-check it: before_on_own_clock)
+        if (t == time_point<Clock, Duration>::max()) return no_deadline;  // any clock's max(): never
         // In long double: t - now in t's own type overflows for time_point::min() (a
         // deadline long past would wrap into the far future) or for coarse durations.
         using exact = duration<long double, std::nano>;
