@@ -51,7 +51,8 @@ inline constexpr std::chrono::steady_clock::time_point no_deadline = std::chrono
 /// callable from fibers and plain threads. Throws std::system_error with
 /// std::errc::timed_out when `deadline` passes first, with
 /// std::errc::bad_file_descriptor for a negative fd, one that names no open
-/// descriptor, or when io::close() closes it during the wait;
+/// descriptor, or when io::close() (or the close() of the weft socket that
+/// owns it) closes it during the wait;
 /// std::errc::too_many_files_open for an open fd numbered 4,194,304 or more
 /// (beyond weft's descriptor table); weft::operation_cancelled when the
 /// fiber is cancelled (runtime shutdown).

@@ -18,7 +18,11 @@
 /// their bytes interleave in no useful order.) The descriptor is closed only
 /// once no call is using it, so its number cannot be reused under a call in
 /// flight. Moving, releasing or destroying a socket while another fiber uses
-/// it is a bug (weft aborts with a message when it notices).
+/// it is a bug (weft aborts with a message when it notices). A plain thread
+/// blocked in a call learns of a close() within 100 ms (its wait is poll(2)
+/// in slices). close() acts on this descriptor only, as close(2) and Go's
+/// Close do: a duplicate of it (dup(2), one passed over a Unix socket, a
+/// child's inherited copy) keeps the connection or the listener working.
 ///
 /// Deadlines are read when a call starts: setting one (from any fiber) does
 /// not affect a call that is already waiting; close() does.

@@ -26,23 +26,20 @@
 //     are CASes on `use`, so every call either entered before close() began
 //     (and is counted) or fails.
 //  N3 close() enters and sets C in one CAS (idempotent: a second close()
-//     sees C and returns). If other calls were in flight it shutdown(2)s the
-//     socket, which makes it readable and writable (a hang-up): their waits
-//     return (an edge for the reactor, POLLHUP for poll). Then it leaves. The
-//     call that leaves last (the one whose fetch_sub takes `use` from C|2 to
-//     C) closes the descriptor. close() never waits.
+//     sees C and returns). If other calls were in flight it evicts the
+//     descriptor (reactor.hpp E11): their waits, parked or to come, throw
+//     bad_file_descriptor (a plain thread's within its 100 ms poll slice).
+//     Then it leaves. The call that leaves last (the one whose fetch_sub
+//     takes `use` from C|2 to C) closes the descriptor. close() never waits.
+//     It does not shutdown(2) the socket: that would end the connection for
+//     every duplicate of the descriptor as well (an earlier version did).
 //  N4 A call checks C before each system call, and again when a system call
-//     fails or reports end of stream: either outcome may be close()'s own
-//     shutdown, so it throws bad_file_descriptor, as net.hpp promises.
-//     Hence a call woken by N3 throws EBADF without another wait. A UDP
-//     recv after shutdown(2) says EAGAIN, not end of stream, so a reader
-//     that missed the shutdown's one edge (it woke another reader) must
-//     learn of C otherwise: each try loads the edge sequence (io_seq,
-//     acquire) *before* it checks C, and the reactor's count increments are
-//     releases. If the sequence it loaded predates that edge, its wait
-//     sees the count moved and it tries again; if it includes the edge, the
-//     edge came after close() set C (C is stored before the shutdown(2)
-//     that caused it), so its check sees C.
+//     fails or reports end of stream, and throws bad_file_descriptor once C
+//     is set, as net.hpp promises. A call whose check came before close()
+//     set C reaches, at worst, a wait after its system call: that wait is
+//     on the evicted descriptor and throws EBADF (E11: the eviction and the
+//     wait's check of it are under the same descriptor lock, and C is set
+//     before the eviction).
 //  N5 Deadlines are read once, when a call starts (net_deadline is a relaxed
 //     atomic so that another fiber may set it meanwhile, without effect on
 //     that call). A call waits only after EAGAIN or, N6, after the last
@@ -56,8 +53,8 @@
 // the last leaver (who closes) see every earlier leaver's exit, so nothing
 // of theirs comes after the close. close()'s CAS is acq_rel for the same
 // reason (it may be the last leaver's predecessor or successor). Reading C
-// in the loop is relaxed: it is a hint that shutdown(2) also makes true in
-// the kernel's view (any order: the call re-checks after every wake).
+// in the loop is relaxed: it is a hint; what guarantees the call ends is the
+// eviction, which its waits check under the descriptor lock (N4, E11).
 //
 //  N6 A stream read whose recv(2) came back short (the receive queue was
 //     empty then) records the reactor's read sequence loaded before it
@@ -227,7 +224,7 @@ void close_fd(net_fd& s) noexcept {
     } while (!s.use.compare_exchange_weak(cur, (cur + one_call) | closing_bit, std::memory_order_acq_rel,
                                           std::memory_order_relaxed));
     const int fd = s.fd.load(std::memory_order_relaxed);  // relaxed: stored before the socket was shared
-    if (cur >= one_call && fd >= 0) (void)::shutdown(fd, SHUT_RDWR);  // N3: wake the calls in flight
+    if (cur >= one_call && fd >= 0) weft::detail::io_evict(fd);  // N3: wake the calls in flight (E11)
     leave(s);
 }
 
@@ -351,7 +348,7 @@ std::size_t io_loop(const call& c, const char* op, bool write, std::int64_t dead
             return static_cast<std::size_t>(r);
         }
         if (r == 0) {
-            if (c.closing()) c.throw_closed(op);  // our own shutdown, not the peer's end of stream
+            if (c.closing()) c.throw_closed(op);  // N4: close() began; say so rather than "end of stream"
             weft::detail::io_spent();
             return 0;
         }

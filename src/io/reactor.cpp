@@ -40,6 +40,7 @@ struct alignas(64) poll_desc {
     bool rready = false;         // E2: an edge found no reader; guarded by lk
     bool wready = false;
     bool rsticky = false;        // E6: hang-up, error or urgent data seen; guarded by lk
+    std::atomic<bool> evicted{false};  // E11: close() began with calls in flight; written under lk, loaded by thread waiters
     std::atomic<std::uint64_t> rseq{0};  // E6/E7: read-side events harvested; written under lk, loaded without it
     std::atomic<std::uint64_t> wseq{0};  // E7: write-side events harvested; as rseq
     reactor* owner = nullptr;    // owned registration (E2); guarded by lk
@@ -197,6 +198,8 @@ void thread_wait(int fd, bool write, std::int64_t deadline_ns) {
     poll_desc& p = desc_of(fd);
     const std::uint32_t gen0 = p.gen.load(std::memory_order_acquire);  // acquire: pairs with io_close's bump
     for (;;) {
+        if (p.evicted.load(std::memory_order_acquire))  // acquire: E11, pairs with io_evict's release
+            throw_errno(EBADF, "weft io: descriptor closed while waiting");
         int slice_ms = 100;
         if (deadline_ns != no_deadline) {
             const std::int64_t now = steady_now_ns();
@@ -423,6 +426,10 @@ void owned_wait(int fd, bool write, std::int64_t deadline_ns, const std::uint64_
     if (expired(deadline_ns)) return expired_wait(fd, write);
     poll_desc& p = desc_of(fd);
     p.lk.lock();
+    if (p.evicted.load(std::memory_order_relaxed)) {  // relaxed: written under lk, which we hold (E11)
+        p.lk.unlock();
+        throw_errno(EBADF, "weft io: descriptor closed while waiting");
+    }
     register_owned(p, fd, self->rt->io);
     bool& ready = write ? p.wready : p.rready;
     // relaxed: we hold lk, the sequences' writers' lock.
@@ -472,9 +479,25 @@ void io_wait(int fd, bool write, std::int64_t deadline_ns) {
     if (expired(deadline_ns)) return expired_wait(fd, write);
     poll_desc& p = desc_of(fd);
     p.lk.lock();
+    if (p.evicted.load(std::memory_order_relaxed)) {  // relaxed: written under lk, which we hold (E11)
+        p.lk.unlock();
+        throw_errno(EBADF, wait_name(write));
+    }
     if (p.owner) {  // one of weft's sockets: its registration serves
         p.lk.unlock();
-        return io_wait_owned(fd, write, deadline_ns);
+        // Edge-triggered: an edge that already woke one of the socket's own calls is
+        // gone, so ask the kernel first, as a plain thread's poll(2) would, with the
+        // edge count loaded before the question (E7: poll(2) stands in for the
+        // system call that said EAGAIN).
+        const std::uint64_t seq = io_seq(fd, write);
+        short revents = 0;
+        const int n = poll_now(fd, write, revents);
+        if (n < 0) throw_errno(errno, "poll");
+        if (n > 0) {
+            if (revents & POLLNVAL) throw_errno(EBADF, wait_name(write));
+            return;
+        }
+        return io_wait_owned(fd, write, deadline_ns, &seq);
     }
     waiter_list& q = write ? p.wq : p.rq;
     waiter w{self};
@@ -505,6 +528,7 @@ namespace {
 /// io_close and io_forget (E1, E8): a new generation with no registration and
 /// no ready state; every waiter is claimed into `out` with `token`. p.lk held.
 void reset_locked(poll_desc& p, claimed_waiters& out, std::uintptr_t token) noexcept {
+    p.evicted.store(false, std::memory_order_relaxed);  // relaxed: E11; the gen store's release publishes it
     // release: a thread waiter that sees the new gen sees the reset (acquire in thread_wait).
     p.gen.store(p.gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     if (p.owner) p.owner->add_active(-1);
@@ -529,6 +553,18 @@ void io_forget(int fd) noexcept {
         reset_locked(*p, retry, 0);
     }
     p->lk.unlock();
+}
+
+void io_evict(int fd) noexcept {
+    poll_desc* p = find_desc(fd);
+    if (!p) return;  // no table chunk: nobody ever waited on this number
+    claimed_waiters closed;
+    p->lk.lock();
+    p->evicted.store(true, std::memory_order_release);  // release: E11, for thread waiters' acquire
+    closed.claim_all(p->rq, closed_token);
+    closed.claim_all(p->wq, closed_token);
+    p->lk.unlock();
+    closed.wake();
 }
 
 int io_close(int fd) noexcept {

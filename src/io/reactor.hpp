@@ -109,6 +109,20 @@
 //     10,000 echo connections: the server's user-space share of its CPU from
 //     14% to 10%; echo requests/s +1% at 10,000 and +4% at 1,000 connections
 //     (2 workers, interleaved runs).
+//  E11 Eviction (net.cpp N3, as Go's pollDesc evict). close() of a socket that
+//     calls are still using cannot close the descriptor (their numbers must
+//     not be reused under them: N2), so io_evict wakes its waiters instead:
+//     under the lock it sets the sticky `evicted` and claims every waiter with
+//     the closed token (they throw EBADF), and every later wait, fiber or
+//     thread, throws EBADF instead of parking. A fiber checks `evicted` under
+//     the lock it would park under, so none parks after the eviction; a plain
+//     thread loads it (acquire, against the eviction's release store) before
+//     each poll(2) slice of at most 100 ms. io_close and io_forget clear it
+//     with the new generation. It replaced shutdown(2), which woke the calls
+//     through the kernel but shut the connection down for every duplicate of
+//     the descriptor too (dup, SCM_RIGHTS, a child's inherited copy: a
+//     listener stopped listening, a peer saw end of stream while a copy was
+//     open; found by review), which neither close(2) nor Go's Close does.
 //
 // Memory orders: see each atomic. The pd lock orders everything about
 // waiters; a waiter is claimed under it and woken after it is released (the
@@ -156,7 +170,9 @@ public:
     /// Makes a blocked epoll_wait return (eventfd write). Async-signal-safe.
     void interrupt() noexcept;
 
-    /// Runtime teardown: forgets every registration with this reactor.
+    /// Runtime shutdown, once the workers are joined (and again at destruction):
+    /// forgets every registration with this reactor; other runtimes' fibers
+    /// parked on such a descriptor are woken to retry with their own.
     void detach_all() noexcept;
 
     /// The runtime's own descriptors, which io::wait_* must not re-register.
@@ -191,6 +207,12 @@ void io_spent() noexcept;
 /// E8: forgets fd's owned registration, if any (the caller holds no call on
 /// it). Never suspends; one epoll_ctl when there was a registration.
 void io_forget(int fd) noexcept;
+
+/// E11: close() of a socket with calls in flight (net.cpp N3). Wakes every
+/// waiter of fd with bad_file_descriptor and makes later waits on fd throw
+/// it (a plain thread's within its 100 ms poll slice) until io_close or
+/// io_forget. Leaves the open file alone. Never suspends, never throws.
+void io_evict(int fd) noexcept;
 
 /// E6/E7: the edge sequence of fd's poll descriptor for one direction, to
 /// load before a system call.

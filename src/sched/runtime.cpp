@@ -288,6 +288,10 @@ void runtime_impl::shutdown() {
     while (outside_wakes_in_flight_.load(std::memory_order_acquire) != 0)  // acquire: pairs with the release above
         std::this_thread::yield();
     WEFT_CHECK(!injector_maybe_nonempty());
+    // Nobody polls our epoll set any more: forget its registrations now, not at
+    // destruction, so that another runtime's fibers register afresh with their own
+    // (those parked on a descriptor we registered are woken to retry; reactor.hpp E2).
+    io.detach_all();
     shut_down_ = true;
     log().debug("runtime '{}' shut down", opts.name);
 }

@@ -700,6 +700,44 @@ TEST_P(NetTest, AForeignWaitOnAStreamsDescriptorDoesNotStrandItsReads) {
     });
 }
 
+// io::wait_readable/wait_writable on a weft socket's descriptor whose edge a
+// call of the socket already used: the registration is edge-triggered, so the
+// wait must ask the kernel first, and answer as a plain thread's poll(2) does
+// (found by review: it parked until the deadline).
+TEST_P(NetTest, AForeignWaitAfterTheSocketUsedTheEdgeSeesReadiness) {
+    rt.block_on([] {
+        auto l = tcp_listener::bind("127.0.0.1:0");
+        tcp_stream c = tcp_stream::connect(l.local_endpoint());
+        tcp_stream s = l.accept();
+        auto reader = weft::spawn([&s] {
+            char b;
+            return s.read(&b, 1);  // parks, then takes 1 of the 5 bytes the edge announced
+        });
+        ASSERT_TRUE(weft_test::yield_until([] { return true; }));
+        weft::this_fiber::sleep_for(20ms);
+        c.write_all("hello");
+        ASSERT_EQ(reader.join(), 1u);
+        // 4 bytes are queued, no edge is left: the wait returns at once, not at its deadline.
+        const auto deadline = clk::now() + 10s;
+        EXPECT_FALSE(failure_of([&] { weft::io::wait_readable(s.native_handle(), deadline); }).code);
+        EXPECT_LT(clk::now(), deadline);
+        // c has been writable since connect() used its edge.
+        EXPECT_FALSE(failure_of([&] { weft::io::wait_writable(c.native_handle(), deadline); }).code);
+        EXPECT_LT(clk::now(), deadline);
+        char buf[8];
+        EXPECT_EQ(s.read(buf, sizeof buf), 4u);
+        // Not ready: the wait parks and the next edge wakes it (E7 as for the socket's calls).
+        auto writer = weft::spawn([&c] {
+            weft::this_fiber::sleep_for(20ms);
+            c.write_all("x");
+        });
+        EXPECT_FALSE(failure_of([&] { weft::io::wait_readable(s.native_handle(), deadline); }).code);
+        EXPECT_LT(clk::now(), deadline) << "woken by the deadline, not by the data";
+        writer.join();
+        EXPECT_EQ(s.read(buf, sizeof buf), 1u);
+    });
+}
+
 TEST_P(NetTest, ConnectRefusedNamesTheEndpoint) {
     const std::uint16_t port = closed_tcp_port();
     const failure f = rt.block_on([port] {
@@ -1024,6 +1062,96 @@ TEST_P(NetTest, ShutdownCancelsFibersBlockedInAcceptAndRead) {
     char b = 0;
     EXPECT_EQ(rt.block_on([&] { return c.read(&b, 1); }), 1u);
     EXPECT_EQ(b, 'k');
+}
+
+// close() with a call in flight wakes the call but acts on this descriptor
+// only, as close(2) and Go's Close: a duplicate keeps the listener listening
+// and the connection open (an earlier version shut the socket down, which
+// ended it for every copy; found by review).
+TEST_P(NetTest, CloseWithACallInFlightLeavesDuplicatesWorking) {
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    const endpoint at = l.local_endpoint();
+    const int ldup = ::dup(l.native_handle());
+    ASSERT_GE(ldup, 0);
+    rt.block_on([&] {
+        auto acceptor = weft::spawn([&] { return failure_of([&] { (void)l.accept(); }); });
+        weft::this_fiber::sleep_for(20ms);  // parked in accept (or about to: either way it must wake)
+        l.close();
+        EXPECT_EQ(acceptor.join().code, std::errc::bad_file_descriptor);
+    });
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    ASSERT_EQ(::getsockopt(ldup, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len), 0);
+    EXPECT_EQ(listening, 1) << "the duplicate stopped listening";
+    rt.block_on([&] {
+        // The duplicate still accepts.
+        tcp_stream c = tcp_stream::connect(at);
+        tcp_stream s(::accept4(ldup, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        ASSERT_TRUE(s.is_open());
+
+        // A stream: a reader parked on c, c closed, a duplicate of c kept.
+        const int cdup = ::dup(c.native_handle());
+        ASSERT_GE(cdup, 0);
+        auto reader = weft::spawn([&] {
+            return failure_of([&] {
+                char b;
+                (void)c.read(&b, 1);
+            });
+        });
+        weft::this_fiber::sleep_for(20ms);
+        c.close();
+        EXPECT_EQ(reader.join().code, std::errc::bad_file_descriptor);
+        // The peer does not see the end of the stream, and the duplicate still writes.
+        s.set_read_deadline(clk::now() + 50ms);
+        char b = 0;
+        EXPECT_EQ(failure_of([&] { (void)s.read(&b, 1); }).code, std::errc::timed_out);
+        ASSERT_EQ(::send(cdup, "d", 1, MSG_NOSIGNAL), 1);
+        s.set_read_deadline(clk::time_point::max());
+        EXPECT_EQ(s.read(&b, 1), 1u);
+        EXPECT_EQ(b, 'd');
+        ::close(cdup);  // the last copy: now the peer sees the end
+        EXPECT_EQ(s.read(&b, 1), 0u);
+    });
+    ::close(ldup);
+}
+
+// After shutdown() a runtime polls nothing: the descriptors it registered
+// are forgotten then, not when it is destroyed, so another runtime's fibers
+// register them with their own reactor (found by review: a read on a second
+// runtime timed out although data came).
+TEST_P(NetTest, ARuntimeThatWasShutDownLeavesItsSocketsToOthers) {
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    tcp_stream c = tcp_stream::connect(l.local_endpoint());
+    tcp_stream s = l.accept();
+    {
+        weft::runtime a(weft::runtime_options{.workers = GetParam()});
+        a.block_on([&] {
+            auto reader = weft::spawn([&] {
+                char b;
+                return s.read(&b, 1);  // registers s with a's reactor
+            });
+            weft::this_fiber::sleep_for(10ms);
+            c.write_all("1");
+            EXPECT_EQ(reader.join(), 1u);
+        });
+        a.shutdown();  // `a` stays alive until the end of the block
+        rt.block_on([&] {
+            auto writer = weft::spawn([&] {
+                weft::this_fiber::sleep_for(30ms);
+                c.write_all("2");
+            });
+            const auto deadline = clk::now() + 10s;
+            s.set_read_deadline(deadline);
+            char b = 0;
+            std::size_t got = 0;
+            const failure f = failure_of([&] { got = s.read(&b, 1); });
+            writer.join();
+            EXPECT_FALSE(f.code) << f.what;
+            EXPECT_EQ(got, 1u);
+            EXPECT_EQ(b, '2');
+            EXPECT_LT(clk::now(), deadline) << "the read waited for its deadline: nobody polled";
+        });
+    }
 }
 
 TEST_P(NetTest, ClosedMovedReleasedAndAdoptedSockets) {
