@@ -19,7 +19,10 @@
 //  I1 Only the owner writes bottom_ and the buffer; top_ only grows
 //     (monotonic), and only by a successful CAS.
 //  I2 A slot written by push() is published by the release store of bottom_;
-//     a thief reads it only after an acquire load of bottom_ that saw it.
+//     a thief reads it only after an acquire load of bottom_ that saw it, or
+//     a later value of it: pop()'s decrement is a release store too (C++20
+//     release sequences hold RMWs only, P0982), and its restores follow its
+//     seq_cst fence, itself a release.
 //  I3 The owner overwrites slot i only after it has read top_ > i with
 //     acquire, i.e. after the thief that took slot i has read it (its CAS is
 //     a release, and the slot read precedes it).
@@ -89,7 +92,10 @@ public:
     /// Owner only. Newest item (LIFO), or nullptr.
     T* pop() noexcept {
         std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;  // relaxed: own variable (I1); take:2
-        bottom_.store(b, std::memory_order_relaxed);                   // relaxed: ordered by the fence below; take:4
+        // release: a thief whose acquire load reads this value must still see the slots
+        // that push() published (C++20 release sequences no longer include a thread's
+        // later plain stores, P0982; a plain mov on x86). The fence below orders it; take:4
+        bottom_.store(b, std::memory_order_release);
         std::atomic_thread_fence(std::memory_order_seq_cst);           // StoreLoad: bottom_ store before top_ load; take:5
         std::int64_t t = top_.load(std::memory_order_relaxed);         // relaxed: ordered by the fence; take:6
         if (t > b) {                                                   // empty

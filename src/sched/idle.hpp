@@ -13,10 +13,12 @@
 //
 // Invariants.
 //  D1 state_ = (unparked << 32) | searching; searching <= unparked <= workers.
-//  D2 A worker that stops being the *last* searcher, and a worker that parks,
-//     re-scans every queue after its seq_cst update of state_ (see
-//     worker::park_or_rescan); a notifier that sees searching > 0 therefore
-//     relies on that scan instead of waking anyone.
+//  D2 A worker that parks re-scans every queue after its seq_cst update of
+//     state_ (worker::sleep: any_work_visible, then notify_one, which may
+//     wake itself); the last searcher that finds work wakes another
+//     (worker::stop_searching), as more may be waiting. A notifier that sees
+//     searching > 0 therefore relies on the searchers instead of waking
+//     anyone.
 //  D3 A woken worker starts out searching (notify_one counts it as searching
 //     before it runs), so at most one wake-up is in flight per burst of work.
 //  D5 A sleeper may leave the sleepers list on its own (its earliest timer is
@@ -29,6 +31,11 @@
 //     searcher (whose last member wakes another when it finds work, D2), or by
 //     every worker being awake (a worker re-scans every queue before it
 //     sleeps, D2). A burst of spawns thus costs one fence, not one per spawn.
+//     "Was empty" is also owed when the pushed item is alone just after the
+//     push (the owner's relaxed look): a thief that took the last item
+//     between the owner's look and its push may have finished its hand-over
+//     before the push, and nobody would look again until the owner's next
+//     pick (found by review, with a delay standing in for a preemption).
 //
 // Memory-ordering argument (the submission / parking pair, after Go's
 // proc.go "Worker thread parking/unparking"):

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include <weft/detail/park.hpp>
 #include <weft/error.hpp>
@@ -164,9 +165,18 @@ void worker::yq_flush() noexcept {
 void worker::schedule_spawned(fiber* f) noexcept {
     // D4: a wake-up is owed only when the deque turns non-empty (and never
     // when we are the only worker, which is awake: it is running us).
+    // Also owed when our fiber turns out to be alone after the push: a thief took the
+    // last item between the look and the push, and its own hand-over (D2) may be over
+    // already (found by review: the fiber then waited for this worker's next pick).
     const bool was_empty = !dq_.owner_nonempty();
+#if WEFT_CHAOS
+    // chaos: stand in for a preemption between the look and the push, where a thief
+    // may take the one item we saw and finish its hand-over (D4's second case).
+    if (!was_empty && dq_.size() == 1 && rt_.workers.size() > 1 && (next_random() & 3) == 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+#endif
     push_local(f);
-    if (was_empty && rt_.workers.size() > 1) rt_.idle.notify_one();
+    if (rt_.workers.size() > 1 && (was_empty || dq_.size() <= 1)) rt_.idle.notify_one();
 }
 
 void worker::set_lifo(fiber* f) noexcept {
@@ -182,7 +192,7 @@ void worker::push_woken(fiber* f) noexcept {
         rt_.post(f);
         return;
     }
-    if (was_empty && rt_.workers.size() > 1) rt_.idle.notify_one();
+    if (rt_.workers.size() > 1 && (was_empty || wq_.size() <= 1)) rt_.idle.notify_one();  // D4, as for spawns
 }
 
 void worker::schedule_woken(fiber* f) noexcept {

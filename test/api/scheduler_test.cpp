@@ -108,3 +108,30 @@ TEST_P(RuntimeTest, IdleWorkersDoNotBurnCpu) {
     EXPECT_GE(rt.stats().worker_sleeps, sleeps_before);
     EXPECT_GT(rt.stats().worker_sleeps, 0u);
 }
+
+// D4 (sched/idle.hpp): a fiber spawned onto a deque whose last item a thief
+// takes between the spawner's "was it empty?" look and its push is still
+// handed to a sleeping worker, though the spawner never switches. The window
+// is one preemption wide; chaos builds (the TSan run) widen it with a pause
+// there, where the earlier code left the second fiber waiting for the
+// spawner's next pick (found by review). Other builds check the ordinary case.
+TEST_P(RuntimeTest, ASpawnBehindAStolenLastItemIsNotLeftWaiting) {
+    if (workers() == 1) GTEST_SKIP() << "needs a worker to steal";
+    constexpr int rounds = 60;
+    int left_waiting = 0;
+    for (int r = 0; r < rounds; ++r) {
+        std::this_thread::sleep_for(5ms);  // the other workers go to sleep
+        std::atomic<bool> ran{false};
+        rt.block_on([&] {
+            auto a = weft::spawn([] {});
+            auto b = weft::spawn([&] { ran.store(true, std::memory_order_release); });
+            // Never switch: only another worker can run b.
+            const auto give_up = std::chrono::steady_clock::now() + 2s;
+            while (!ran.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < give_up) burn(1000);
+            if (!ran.load(std::memory_order_acquire)) ++left_waiting;
+            a.join();
+            b.join();
+        });
+    }
+    EXPECT_EQ(left_waiting, 0) << "of " << rounds << " rounds, b waited for the spawner to switch";
+}
