@@ -43,6 +43,8 @@
 ///    are named "weft-blocking" and have the default thread stack size. The
 ///    pool lives for the whole process and is never torn down: the process
 ///    may exit while jobs run (their threads die with it, like goroutines).
+///    After fork(), the child starts with an empty pool (none of the parent's
+///    threads exist there); its first job starts a thread afresh.
 ///  - Bound: at most 512 pool threads (Tokio's default). The environment
 ///    variable WEFT_BLOCKING_THREADS (an integer in [1, 65536]) overrides it;
 ///    it is read once, when a fiber first uses the pool. A value that is not
@@ -64,6 +66,9 @@
 /// std::invalid_argument for a bad WEFT_BLOCKING_THREADS (fibers only);
 /// std::system_error(std::errc::resource_unavailable_try_again) when the pool
 /// has no thread and cannot start one (f did not run).
+/// f must not shut down or destroy the runtime of the fiber waiting for it:
+/// shutdown() would wait for that fiber, which waits for f, so weft aborts
+/// with a message instead (as for shutdown() from the runtime's own fibers).
 ///
 /// Implementation: src/io/blocking_pool.hpp (invariants B1-B5).
 #pragma once
@@ -99,6 +104,10 @@ struct blocking_job {
     /// the caller's runtime again (B4 in src/io/blocking_pool.hpp).
     std::atomic<std::uint32_t> done{running};
     static constexpr std::uint32_t running = 0, woken = 1, released = 2;
+    /// The runtime of the fiber that waits (set by blocking_execute), so that
+    /// its shutdown() called from the job fails loudly instead of waiting for
+    /// itself.
+    const void* origin = nullptr;
 };
 
 /// Runs `job` (inline on a plain thread; on the blocking pool from a fiber,
@@ -130,6 +139,10 @@ WEFT_API std::size_t blocking_pool_set_max_threads(std::size_t n);
 /// re-evaluate their deadline at once. Throws std::invalid_argument unless d
 /// is in [1 ms, 24 h].
 WEFT_API std::chrono::nanoseconds blocking_pool_set_keep_alive(std::chrono::nanoseconds d);
+
+/// Test hook (internal): while `on`, starting a pool thread fails as
+/// pthread_create does at a thread limit (EAGAIN). Returns the previous value.
+WEFT_API bool blocking_pool_fail_thread_starts(bool on) noexcept;
 
 /// Where a blocking_call keeps f's result: an object (moved out by take()),
 /// a pointer for an lvalue reference, nothing for void.

@@ -4,8 +4,10 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <charconv>
 #include <cstdlib>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -16,6 +18,8 @@
 #include <weft/detail/park.hpp>
 #include <weft/this_fiber.hpp>
 
+#include "sched/runtime_impl.hpp"
+#include "sched/worker.hpp"
 #include "util/log.hpp"
 
 namespace weft::detail {
@@ -47,32 +51,64 @@ blocking_pool& blocking_pool::instance() {
     return *pool;
 }
 
+namespace {
+blocking_pool* forking_pool = nullptr;  // set once, before any fork handler can run (lifecycle 4)
+}  // namespace
+
+blocking_pool::blocking_pool(std::size_t max_threads) : max_(max_threads) {
+    forking_pool = this;
+    (void)::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);  // ENOMEM only: then unprotected
+}
+
+void blocking_pool::before_fork() noexcept { forking_pool->mu_.lock(); }
+
+void blocking_pool::after_fork_in_parent() noexcept { forking_pool->mu_.unlock(); }
+
+void blocking_pool::after_fork_in_child() noexcept {
+    blocking_pool& p = *forking_pool;
+    // The child is single-threaded and we hold mu_ (locked before the fork): leave
+    // it unlocked, with no thread, record or job of the parent's.
+    p.threads_ = 0;
+    p.idle_count_ = 0;
+    p.queued_ = 0;
+    p.head_ = p.tail_ = nullptr;
+    p.idle_ = nullptr;
+    p.mu_.unlock();
+}
+
 // ---------------------------------------------------------------- submitting
 
 void blocking_pool::submit(blocking_job* job) {
-    std::unique_lock<std::mutex> lk(mu_);
+    std::lock_guard<std::mutex> lk(mu_);
     if (hand_to_idle(job)) return;
     if (threads_ >= max_) {
         enqueue(job);  // B2: nobody is idle; threads_ >= max_ >= 1 threads are busy
         return;
     }
-    ++threads_;  // B1: counted before it exists, so concurrent submitters respect the bound
-    lk.unlock();
+    // B1: started under mu_, so threads_ counts threads that exist. (It used to be
+    // counted before the start and the start made unlocked: two starts failing at
+    // once could then queue a job behind a thread that never came; found by review.)
+    // Starting is rare (a thread then lives for the keep-alive), so the pause it puts
+    // on other submitters and finishing threads does not matter.
     try {
         start_thread(job);
+        ++threads_;
         return;
-    } catch (const std::exception& e) {  // std::system_error (EAGAIN) or std::bad_alloc
-        lk.lock();
-        --threads_;
-        if (hand_to_idle(job)) return;
-        if (threads_ == 0) {
-            throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
-                                    std::string("weft::spawn_blocking: cannot start a pool thread: ") + e.what());
-        }
-        log().warn("spawn_blocking: cannot start a pool thread ({}); the job waits for one of the {} busy ones",
-                   e.what(), threads_);
-        enqueue(job);  // B2: nobody idle, threads_ >= 1 busy
+    } catch (const std::system_error& e) {
+        start_failed(job, e.code().message());
+    } catch (const std::bad_alloc&) {
+        start_failed(job, "out of memory");
     }
+}
+
+void blocking_pool::start_failed(blocking_job* job, const std::string& why) {
+    if (threads_ == 0) {
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                                "weft::spawn_blocking: cannot start a pool thread (" + why + ")");
+    }
+    log().warn("spawn_blocking: cannot start a pool thread ({}); the job waits for one of the {} busy ones", why,
+               threads_);
+    enqueue(job);  // B2: nobody idle (hand_to_idle failed under this same lock), threads_ >= 1 busy
 }
 
 bool blocking_pool::hand_to_idle(blocking_job* job) noexcept {
@@ -104,8 +140,18 @@ void blocking_pool::unlink_idle(idle_record& r) noexcept {
 
 // ---------------------------------------------------------------- pool threads
 
+namespace {
+std::atomic<bool> fail_thread_starts{false};  // the test hook; relaxed: a flag, read under the pool's mu_
+}  // namespace
+
 void blocking_pool::start_thread(blocking_job* first) {
+    if (fail_thread_starts.load(std::memory_order_relaxed))  // relaxed: a test flag
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again), "test hook");
     std::thread([this, first] { thread_main(first); }).detach();
+}
+
+bool blocking_pool_fail_thread_starts(bool on) noexcept {
+    return fail_thread_starts.exchange(on, std::memory_order_relaxed);  // relaxed: a test flag
 }
 
 void blocking_pool::thread_main(blocking_job* job) noexcept {
@@ -146,8 +192,16 @@ blocking_job* blocking_pool::next_job() noexcept {
     }
 }
 
+namespace {
+thread_local const void* tls_job_origin = nullptr;  // the runtime whose fiber waits for the job this thread runs
+}  // namespace
+
+bool running_job_for(const void* rt) noexcept { return rt && tls_job_origin == rt; }
+
 void run_and_complete(blocking_job* job) noexcept {
+    tls_job_origin = job->origin;
     job->run(job);
+    tls_job_origin = nullptr;
     unpark_one_on(  // B4 (a)
         &job->done,
         [](void* p, unpark_info) -> std::uintptr_t {
@@ -204,6 +258,7 @@ void blocking_execute(blocking_job* job) {
         job->run(job);
         return;
     }
+    job->origin = &worker::current()->rt();
     blocking_pool::instance().submit(job);
     for (int spins = 0;;) {
         // acquire: pairs with both release stores in run_and_complete (B4).

@@ -16,9 +16,11 @@
 // again (see B4).
 //
 // Invariants.
-//  B1 threads_ = busy threads + idle_count_. A thread is counted from the
-//     moment a submitter decides to start it (before the std::thread exists)
-//     until the moment, under mu_, that it decides to exit or is retired.
+//  B1 threads_ = busy threads + idle_count_. A thread is counted once it
+//     exists (a submitter starts it under mu_) until the moment, under mu_,
+//     that it decides to exit or is retired. So every counted thread will
+//     look at the queue when its job ends, or exits only while at least
+//     max_ others are counted (B3).
 //  B2 The queue is non-empty only while idle_ is empty: a job is queued only
 //     when no thread is idle, and a thread goes idle only after finding the
 //     queue empty, both under mu_. Hence while jobs are queued every pool
@@ -70,6 +72,13 @@
 //  3 Never torn down: at process exit, idle threads sleep in their condition
 //    variables and busy ones die with the process (the singleton outlives
 //    static destruction, so a job that ends during exit still finds it).
+//  4 fork(): the child has none of the pool's threads (an idle one lives for
+//    the keep-alive after any use), so a pthread_atfork handler holds mu_
+//    across the fork (no thread can be inside it then) and, in the child,
+//    forgets every thread, idle record and queued job (their fibers are
+//    the parent's): the child's first use starts a thread afresh. Found by
+//    review: the child handed its job to an idle record of a thread that
+//    did not exist there, and waited for ever.
 //
 // Rejected alternatives.
 //  - A shared condition variable with "notify one idle" counters (Tokio's
@@ -90,10 +99,15 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <string>
 
 #include <weft/blocking.hpp>
 
 namespace weft::detail {
+
+/// On a pool thread running a job whose fiber belongs to runtime `rt`: true
+/// (runtime shutdown() refuses to wait for itself). Never throws.
+bool running_job_for(const void* rt) noexcept;
 
 class blocking_pool {
 public:
@@ -119,9 +133,14 @@ private:
         idle_record* next = nullptr;
     };
 
-    explicit blocking_pool(std::size_t max_threads) : max_(max_threads) {}
+    explicit blocking_pool(std::size_t max_threads);
+    // Lifecycle 4 (fork): pthread_atfork handlers.
+    static void before_fork() noexcept;
+    static void after_fork_in_parent() noexcept;
+    static void after_fork_in_child() noexcept;
 
-    void start_thread(blocking_job* first);  // throws std::system_error
+    void start_thread(blocking_job* first);  // throws std::system_error, std::bad_alloc
+    void start_failed(blocking_job* job, const std::string& why);  // requires mu_; throws std::system_error
     void thread_main(blocking_job* job) noexcept;
     blocking_job* next_job() noexcept;  // nullptr: the calling thread exits
     bool hand_to_idle(blocking_job* job) noexcept;  // requires mu_

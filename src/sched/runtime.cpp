@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "diag/overflow.hpp"
+#include "io/blocking_pool.hpp"
 #include "sync/wait_queue.hpp"
 #include "util/check.hpp"
 #include "util/log.hpp"
@@ -267,6 +268,9 @@ void runtime_impl::shutdown() {
     if (shut_down_) return;
     if (worker* w = worker::current(); w && &w->rt() == this)
         fatal("runtime::shutdown", "called from one of the runtime's own fibers (it would wait for itself)");
+    if (running_job_for(this))
+        fatal("runtime::shutdown",
+              "called from a spawn_blocking job that one of the runtime's fibers waits for (it would wait for itself)");
     accepting_.store(false, std::memory_order_seq_cst);  // seq_cst: R1 (StoreLoad with the in-flight load below)
     cancelling_.store(true, std::memory_order_seq_cst);  // seq_cst: seen by every later park check; crossings are swept (F7)
     while (outside_spawns_in_flight_.load(std::memory_order_seq_cst) != 0)  // seq_cst: R1

@@ -290,6 +290,57 @@ TEST_P(RuntimeTest, SpawnBlockingIdleThreadsExitAfterKeepAlive) {
     EXPECT_EQ(weft::detail::blocking_pool_stats().idle, 0u);
 }
 
+// When no pool thread can be started (a thread or pids limit): with no
+// thread at all, every caller gets resource_unavailable_try_again at once,
+// also two at the same moment (an earlier version could queue one of them
+// behind the other's failed start, with no thread ever to run it: found by
+// review); with a busy thread, the job waits for it instead.
+TEST_P(RuntimeTest, SpawnBlockingWhenNoThreadCanBeStarted) {
+    pool_settings settings;
+    settings.set_keep_alive(1ms);
+    ASSERT_TRUE(eventually([] { return weft::detail::blocking_pool_stats().threads == 0; }));
+    struct restore {
+        ~restore() { weft::detail::blocking_pool_fail_thread_starts(false); }
+    } restore_hook;
+    weft::detail::blocking_pool_fail_thread_starts(true);
+    std::atomic<int> ran{0};
+    auto attempt = [&ran] {
+        try {
+            weft::spawn_blocking([&ran] { ran.fetch_add(1); });
+            return std::string("ran");
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code(), std::errc::resource_unavailable_try_again);
+            return std::string(e.what());
+        }
+    };
+    auto h1 = rt.spawn(attempt);
+    auto h2 = rt.spawn(attempt);
+    const std::string r1 = h1.join(), r2 = h2.join();
+    EXPECT_NE(r1.find("cannot start a pool thread"), std::string::npos) << r1;
+    EXPECT_NE(r2.find("cannot start a pool thread"), std::string::npos) << r2;
+    EXPECT_EQ(ran.load(), 0);
+    EXPECT_EQ(weft::detail::blocking_pool_stats().queued, 0u);
+
+    // One busy thread: a job that cannot get a thread of its own waits for it.
+    weft::detail::blocking_pool_fail_thread_starts(false);
+    settings.set_keep_alive(10s);
+    std::atomic<bool> release{false};
+    auto busy = rt.spawn([&] {
+        weft::spawn_blocking([&] {
+            while (!release.load()) std::this_thread::sleep_for(1ms);
+        });
+    });
+    ASSERT_TRUE(eventually([] { return weft::detail::blocking_pool_stats().threads == 1; }));
+    ASSERT_TRUE(eventually([] { return weft::detail::blocking_pool_stats().idle == 0; }));
+    weft::detail::blocking_pool_fail_thread_starts(true);
+    auto queued = rt.spawn(attempt);
+    ASSERT_TRUE(eventually([] { return weft::detail::blocking_pool_stats().queued == 1; }));
+    release.store(true);
+    busy.join();
+    EXPECT_EQ(queued.join(), "ran");
+    EXPECT_EQ(ran.load(), 1);
+}
+
 TEST(SpawnBlockingPool, HooksRejectOutOfRangeSettings) {
     EXPECT_THROW(weft::detail::blocking_pool_set_max_threads(0), std::invalid_argument);
     EXPECT_THROW(weft::detail::blocking_pool_set_max_threads(1'000'000), std::invalid_argument);
