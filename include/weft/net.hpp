@@ -91,6 +91,47 @@ struct net_deadline {
         return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ticks.load(std::memory_order_relaxed)));  // relaxed: as set()
     }
 };
+
+/// The read and write deadlines of tcp_stream and udp_socket: their public
+/// setters and getters, written once.
+class WEFT_API net_rw_deadlines {
+public:
+    /// Absolute deadlines for later reads / writes (time_point::max() of
+    /// any clock: none, the default). A call that would wait past its
+    /// deadline throws std::system_error(std::errc::timed_out); the deadline
+    /// stays in force until changed, as Go's SetReadDeadline. A call that
+    /// need not wait succeeds even past its deadline. Never suspends; any
+    /// fiber or thread. Any std::chrono clock and precision: a time on
+    /// another clock than steady_clock (weft::net::clock), system_clock say,
+    /// is converted when it is set, as Go keeps a deadline's monotonic
+    /// reading, so a later step of that clock does not move it; the getters
+    /// give it on steady_clock. Throws std::invalid_argument only for a NaN
+    /// time (floating-point durations), and then changes nothing.
+    template <class Clock, class Duration>
+    void set_read_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        read_deadline_.set_any(t);
+    }
+    template <class Clock, class Duration>
+    void set_write_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        write_deadline_.set_any(t);
+    }
+    template <class Clock, class Duration>
+    void set_deadline(const std::chrono::time_point<Clock, Duration>& t) {
+        read_deadline_.set_any(t);
+        write_deadline_.set(read_deadline_.get());  // one conversion: both the same
+    }
+    std::chrono::steady_clock::time_point read_deadline() const noexcept { return read_deadline_.get(); }
+    std::chrono::steady_clock::time_point write_deadline() const noexcept { return write_deadline_.get(); }
+
+protected:
+    net_rw_deadlines() noexcept = default;
+    net_rw_deadlines(const net_rw_deadlines&) noexcept = default;
+    net_rw_deadlines& operator=(const net_rw_deadlines&) noexcept = default;
+    ~net_rw_deadlines() = default;
+
+    net_deadline read_deadline_;
+    net_deadline write_deadline_;
+};
 }  // namespace weft::detail
 
 namespace weft::net {
@@ -178,7 +219,7 @@ private:
 };
 
 /// A connected TCP socket. Move-only; the destructor closes it.
-class WEFT_API tcp_stream {
+class WEFT_API tcp_stream : public detail::net_rw_deadlines {
 public:
     /// Not connected (every I/O call throws bad_file_descriptor).
     tcp_stream() noexcept = default;
@@ -241,32 +282,8 @@ public:
     void close() noexcept;
     bool is_open() const noexcept { return fd_.open(); }
 
-    /// Absolute deadlines for later reads / writes (clock::time_point::max():
-    /// none, the default). A call that would wait past its deadline throws
-    /// std::system_error(std::errc::timed_out); the deadline stays in force
-    /// until changed, as Go's SetReadDeadline. A call that need not wait
-    /// succeeds even past its deadline. Never suspends; any fiber or thread.
-    /// Any std::chrono clock: a time on another clock than `clock`
-    /// (system_clock, say) is converted to `clock` when it is set, as Go
-    /// keeps a deadline's monotonic reading, so a later step of that clock
-    /// does not move it; the getters give it back on `clock`. Any precision:
-    /// a coarser max() is still "none". Throws std::invalid_argument only
-    /// for a NaN time (floating-point durations).
-    template <class Clock, class Duration>
-    void set_read_deadline(const std::chrono::time_point<Clock, Duration>& t) {
-        read_deadline_.set_any(t);
-    }
-    template <class Clock, class Duration>
-    void set_write_deadline(const std::chrono::time_point<Clock, Duration>& t) {
-        write_deadline_.set_any(t);
-    }
-    template <class Clock, class Duration>
-    void set_deadline(const std::chrono::time_point<Clock, Duration>& t) {
-        read_deadline_.set_any(t);
-        write_deadline_.set(read_deadline_.get());  // one conversion: both the same
-    }
-    clock::time_point read_deadline() const noexcept { return read_deadline_.get(); }
-    clock::time_point write_deadline() const noexcept { return write_deadline_.get(); }
+    // Deadlines: set_read_deadline, set_write_deadline, set_deadline and their
+    // getters, from detail::net_rw_deadlines (documented there).
 
     /// TCP_NODELAY (Nagle off when true). Streams from connect() and
     /// accept() start with it on, as Go's do; adopted ones keep their own.
@@ -305,8 +322,6 @@ private:
     std::string describe(const char* op, int fd) const;  // error text: "op <peer>" (the kept one first)
 
     detail::net_fd fd_;
-    detail::net_deadline read_deadline_;
-    detail::net_deadline write_deadline_;
     // The peer (peer_endpoint; net.cpp N7): set before the stream is shared,
     // then only by a move. peer_len_ 0: not known.
     sockaddr_in6 peer_{};
@@ -360,7 +375,7 @@ private:
 };
 
 /// A UDP socket. Move-only.
-class WEFT_API udp_socket {
+class WEFT_API udp_socket : public detail::net_rw_deadlines {
 public:
     udp_socket() noexcept = default;
     udp_socket(udp_socket&& o) noexcept;
@@ -393,22 +408,7 @@ public:
     std::size_t recv(void* buf, std::size_t n);
     std::size_t recv(void* buf, std::size_t n, bool& truncated);  // as recv_from's
 
-    /// As tcp_stream's deadlines (any clock). Never suspend; any fiber or thread.
-    template <class Clock, class Duration>
-    void set_read_deadline(const std::chrono::time_point<Clock, Duration>& t) {
-        read_deadline_.set_any(t);
-    }
-    template <class Clock, class Duration>
-    void set_write_deadline(const std::chrono::time_point<Clock, Duration>& t) {
-        write_deadline_.set_any(t);
-    }
-    template <class Clock, class Duration>
-    void set_deadline(const std::chrono::time_point<Clock, Duration>& t) {
-        read_deadline_.set_any(t);
-        write_deadline_.set(read_deadline_.get());  // one conversion: both the same
-    }
-    clock::time_point read_deadline() const noexcept { return read_deadline_.get(); }
-    clock::time_point write_deadline() const noexcept { return write_deadline_.get(); }
+    // Deadlines: as tcp_stream's (detail::net_rw_deadlines).
     endpoint local_endpoint() const;
     /// Fibers blocked on it wake with bad_file_descriptor. Idempotent. Never suspends.
     void close() noexcept;
@@ -417,8 +417,6 @@ public:
 
 private:
     detail::net_fd fd_;
-    detail::net_deadline read_deadline_;
-    detail::net_deadline write_deadline_;
 };
 
 }  // namespace weft::net

@@ -467,17 +467,15 @@ tcp_stream::tcp_stream(int fd) {
 }
 
 tcp_stream::tcp_stream(tcp_stream&& o) noexcept
-    : fd_(take_fd(o.fd_, "moved")),
-      read_deadline_(o.read_deadline_),
-      write_deadline_(o.write_deadline_),
+    : net_rw_deadlines(o),
+      fd_(take_fd(o.fd_, "moved")),
       peer_(o.peer_),
       peer_len_(o.peer_len_) {}
 
 tcp_stream& tcp_stream::operator=(tcp_stream&& o) noexcept {
     if (this != &o) {
         assign_fd(fd_, o.fd_);
-        read_deadline_ = o.read_deadline_;
-        write_deadline_ = o.write_deadline_;
+        net_rw_deadlines::operator=(o);
         peer_ = o.peer_;
         peer_len_ = o.peer_len_;
     }
@@ -736,13 +734,12 @@ void tcp_listener::close() noexcept { close_fd(fd_); }
 // ---------------------------------------------------------------- udp_socket
 
 udp_socket::udp_socket(udp_socket&& o) noexcept
-    : fd_(take_fd(o.fd_, "moved")), read_deadline_(o.read_deadline_), write_deadline_(o.write_deadline_) {}
+    : net_rw_deadlines(o), fd_(take_fd(o.fd_, "moved")) {}
 
 udp_socket& udp_socket::operator=(udp_socket&& o) noexcept {
     if (this != &o) {
         assign_fd(fd_, o.fd_);
-        read_deadline_ = o.read_deadline_;
-        write_deadline_ = o.write_deadline_;
+        net_rw_deadlines::operator=(o);
     }
     return *this;
 }
