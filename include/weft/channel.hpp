@@ -50,6 +50,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <iterator>
 #include <limits>
 #include <new>
@@ -121,6 +122,13 @@ public:
         T copy(v);
         send(std::move(copy));
     }
+    /// Refused at compile time (detail::lossy_send_conversion), as for every
+    /// send form below: an rvalue of another, move-only type converted to T.
+    template <class U>
+        requires detail::lossy_send_conversion<U, T>
+    void send(U&&) const {
+        static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
+    }
 
     /// Receives the next value; std::nullopt once the channel is closed and
     /// drained. May suspend. Throws operation_cancelled on a cancelled fiber.
@@ -132,6 +140,12 @@ public:
     channel_op_status try_send(const T& v) const {
         T copy(v);
         return try_send(std::move(copy));
+    }
+    template <class U>
+        requires detail::lossy_send_conversion<U, T>
+    channel_op_status try_send(U&&) const {
+        static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
+        std::abort();
     }
 
     /// Receives only if a value is ready: success (assigned to out), empty or
@@ -150,6 +164,12 @@ public:
         T copy(v);
         return send_for(std::move(copy), d);
     }
+    template <class U, class Rep, class Period>
+        requires detail::lossy_send_conversion<U, T>
+    channel_op_status send_for(U&&, const std::chrono::duration<Rep, Period>&) const {
+        static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
+        std::abort();
+    }
     template <class Clock, class Duration>
     channel_op_status send_until(T&& v, const std::chrono::time_point<Clock, Duration>& t) const {
         channel_op_status s = channel_op_status::timeout;
@@ -162,6 +182,12 @@ public:
     channel_op_status send_until(const T& v, const std::chrono::time_point<Clock, Duration>& t) const {
         T copy(v);
         return send_until(std::move(copy), t);
+    }
+    template <class U, class Clock, class Duration>
+        requires detail::lossy_send_conversion<U, T>
+    channel_op_status send_until(U&&, const std::chrono::time_point<Clock, Duration>&) const {
+        static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
+        std::abort();
     }
 
     /// recv() with a deadline: success (assigned to out), closed (closed and

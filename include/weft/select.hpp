@@ -37,6 +37,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <cstdint>
 #include <new>
 #include <optional>
@@ -177,6 +178,14 @@ detail::send_case<T, F> on_send(const channel<T>& ch, std::type_identity_t<T>&& 
 template <class T, class F = detail::no_handler>
 detail::send_case<T, F> on_send(const channel<T>& ch, const std::type_identity_t<T>& v, F fn = {}) {
     return detail::send_case<T, F>(ch, v, std::move(fn));
+}
+/// Refused at compile time: an rvalue of another, move-only type, which would
+/// be converted into a temporary T that an unchosen case destroys (channel.hpp).
+template <class T, class U, class F = detail::no_handler>
+    requires detail::lossy_send_conversion<U, T>
+detail::send_case<T, F> on_send(const channel<T>&, U&&, F = {}) {
+    static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
+    std::abort();
 }
 
 /// Chosen when no channel case could complete within `d` (measured from this call).

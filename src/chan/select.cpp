@@ -3,8 +3,8 @@
 // Steps: (1) a random poll order of the cases, and the distinct channels in
 // address order (C6); (2) in poll order, try each case under its own lock
 // and run the first that can complete; (3) if none could: return the
-// default if there is one, else lock every channel and look again in poll
-// order; (4) still none: queue one chan waiter per case (in poll order, so
+// default if that was the only case, else lock every channel and look again
+// in poll order, and return the default if there is one; (4) still none: queue one chan waiter per case (in poll order, so
 // no channel is favoured by registration order either), all on one waiter
 // record, and park with park_waiter: the first lock is released by the
 // post-switch hook, the others by its after-unlock step (C5); (5) on waking,
@@ -13,6 +13,7 @@
 #include <weft/detail/park.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <new>
@@ -29,7 +30,18 @@ namespace {
 /// quality (Go uses a per-M fastrand for the same purpose).
 std::uint32_t fast_rand() noexcept {
     thread_local std::uint64_t s = 0;
-    if (s == 0) s = (reinterpret_cast<std::uintptr_t>(&s) * 0x9E3779B97F4A7C15ull) | 1;
+    if (s == 0) {
+        // Seeded from a process-wide count as well as the variable's address: glibc
+        // gives a new thread a dead one's stack and TLS, so the address alone made
+        // every short-lived thread repeat the same choices (found by review).
+        static std::atomic<std::uint64_t> threads_seeded{0};
+        std::uint64_t z = (threads_seeded.fetch_add(1, std::memory_order_relaxed) + 1) *  // relaxed: a count
+                              0x9E3779B97F4A7C15ull ^
+                          reinterpret_cast<std::uintptr_t>(&s);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;  // a 64-bit mix (splitmix64's finalizer)
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        s = (z ^ (z >> 31)) | 1;
+    }
     s ^= s << 13;
     s ^= s >> 7;
     s ^= s << 17;
@@ -109,6 +121,7 @@ select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadli
     std::size_t nchans = 0;
     for (std::size_t i = 0; i < n; ++i)
         if (cases[i].ch) chans[nchans++] = cases[i].ch;
+    const std::size_t ncases = nchans;  // the cases on a channel (not moved-from handles)
     std::sort(chans.data(), chans.data() + nchans, std::less<>());  // a total order on pointers
     nchans = static_cast<std::size_t>(std::unique(chans.data(), chans.data() + nchans) - chans.data());
     if (nchans == 0) {
@@ -121,9 +134,14 @@ select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadli
     // (2) A first pass one lock at a time: when some case is ready (the
     // common case under load, and every select with a default that finds
     // one), this costs one lock instead of all of them. Nothing is queued
-    // yet, so trying the cases separately is as atomic as trying them under
-    // all the locks: each attempt completes under its channel's lock or not
-    // at all. The order is the same random order, so the choice stays uniform.
+    // yet, so a case that completes here is as good as one found under all
+    // the locks: it completes under its channel's lock or not at all. The
+    // order is the same random order, so the choice stays uniform. But "none
+    // was ready" is not seen at one instant: a close() can make one case
+    // ready and, claiming a select parked on another channel, withdraw the
+    // peer of another case, in one step. So the default is taken only after
+    // the look under all the locks (3), unless there is a single case (found
+    // by review: a default taken while a case was ready all along).
     for (std::size_t k = 0; k < n; ++k) {
         const std::size_t i = order[k];
         select_case& sc = cases[i];
@@ -137,9 +155,10 @@ select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadli
         if (wake) complete_unpark(*wake);
         return {i, a == attempt::done};
     }
-    if (has_default) return {n, false};
+    if (has_default && ncases == 1) return {n, false};
 
-    // (3) Nothing was ready: look again under all the locks, then park.
+    // (3) Nothing was ready: look again under all the locks, then park (or
+    // take the default).
     for (std::size_t i = 0; i < nchans; ++i) chans[i]->lock.lock();
     for (std::size_t k = 0; k < n; ++k) {
         const std::size_t i = order[k];
@@ -152,6 +171,10 @@ select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadli
         if (a == attempt::no_memory) throw std::bad_alloc();
         if (wake) complete_unpark(*wake);
         return {i, a == attempt::done};
+    }
+    if (has_default) {
+        unlock_all(ls);
+        return {n, false};
     }
     // (4)
     waiter me = make_waiter();

@@ -1353,3 +1353,21 @@ TEST_P(RuntimeTest, ChannelCancellationRacingReceivesLosesNoValue) {
         EXPECT_GE(sent.size(), 500u);
     }
 }
+
+// A move-only value of another type that converts to T is refused at compile
+// time by every send form (it would be converted into a temporary that a
+// failed send destroys: found by review); what is not lost stays allowed.
+namespace lossy_send_check {
+struct base {
+    virtual ~base() = default;
+};
+struct derived : base {};
+using weft::detail::lossy_send_conversion;
+static_assert(lossy_send_conversion<std::unique_ptr<derived>, std::unique_ptr<base>>);
+static_assert(lossy_send_conversion<std::unique_ptr<derived>&&, std::unique_ptr<base>>);
+static_assert(!lossy_send_conversion<std::unique_ptr<base>, std::unique_ptr<base>>);  // T itself: moved only if sent
+static_assert(!lossy_send_conversion<std::unique_ptr<derived>&, std::unique_ptr<base>>);  // no conversion anyway
+static_assert(!lossy_send_conversion<int, long>);                                      // copyable: nothing lost
+static_assert(!lossy_send_conversion<const char (&)[4], std::string>);
+static_assert(!lossy_send_conversion<std::string, std::optional<std::string>>);  // copyable
+}  // namespace lossy_send_check

@@ -895,3 +895,74 @@ TEST_P(RuntimeTest, SelectCaseOnAMovedFromHandleIsNeverReady) {
     rt.block_on(body);
     std::thread(body).join();
 }
+
+// Short-lived plain threads, one select each: the choice must still be random
+// across threads (each new thread used to reuse a dead one's TLS address, the
+// generator's only seed, and repeat its choices: found by review).
+TEST(SelectThreads, FreshThreadsDoNotRepeatEachOthersChoices) {
+    channel<int> a, b, c;
+    a.close();
+    b.close();
+    c.close();
+    constexpr int threads = 300;
+    std::array<int, 3> hits{};
+    for (int t = 0; t < threads; ++t) {
+        std::size_t chosen = 3;
+        std::thread([&] { chosen = weft::select(weft::on_recv(a), weft::on_recv(b), weft::on_recv(c)); }).join();
+        ASSERT_LT(chosen, 3u);
+        ++hits[chosen];
+    }
+    for (int h : hits) EXPECT_GE(h, threads / 3 / 2) << hits[0] << " " << hits[1] << " " << hits[2];
+}
+
+namespace {
+template <std::size_t... I>
+std::size_t poll_with_idle(const channel<int>& quit, const channel<int>& results, const std::vector<channel<int>>& idle,
+                           std::index_sequence<I...>) {
+    return weft::select(weft::on_recv(quit), weft::on_recv(idle[I])..., weft::on_recv(results), weft::on_default());
+}
+}  // namespace
+
+// A select with a default must not take it while one of its cases was ready
+// at every instant. X waits in select(send results, recv quit); close(quit)
+// makes quit ready and, claiming X, withdraws X's offer on results in one
+// step. A select that looks one lock at a time can see quit before the close
+// and results after it, and take the default; Go, locking every channel,
+// never does (found by review). 100 idle cases widen the gap between the two
+// looks. Timing-dependent: the reviewer's program took the default in ~0.6%
+// of rounds before the fix; this bounded run (rounds and 3 s) may not hit the
+// window on a given machine, like the barrier and mutex races' tests.
+
+TEST(SelectThreads, DefaultIsNotTakenWhileACaseIsReadyThroughout) {
+    weft::runtime rt(weft::runtime_options{.workers = 1});
+    constexpr std::size_t idle_cases = 100;
+    const std::vector<channel<int>> idle(idle_cases);
+    const int rounds = scaled(300);
+    const auto give_up = clk::now() + 3s;
+    int defaults = 0, done = 0;
+    for (int r = 0; r < rounds && clk::now() < give_up; ++r, ++done) {
+        channel<int> results, quit;
+        auto x = rt.spawn([&] { (void)weft::select(weft::on_send(results, 1), weft::on_recv(quit)); });
+        ASSERT_TRUE(eventually([&] { return count_parked(rt, "select") == 1; }));
+        std::atomic<int> ready{0};
+        std::thread closer([&] {
+            ready.fetch_add(1);
+            while (ready.load() < 2) {
+            }
+            for (int i = 0; i < (r % 100) * 4; ++i) __builtin_ia32_pause();  // vary where the close lands
+            quit.close();
+        });
+        ready.fetch_add(1);
+        while (ready.load() < 2) {
+        }
+        const std::size_t chosen = poll_with_idle(quit, results, idle, std::make_index_sequence<idle_cases>{});
+        closer.join();
+        try {
+            x.join();
+        } catch (const weft::channel_closed&) {
+        }
+        if (chosen == idle_cases + 2) ++defaults;
+        else EXPECT_TRUE(chosen == 0 || chosen == idle_cases + 1) << "round " << r << ": case " << chosen;
+    }
+    EXPECT_EQ(defaults, 0) << "the default was taken in " << defaults << " of " << done << " rounds";
+}

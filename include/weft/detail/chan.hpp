@@ -95,5 +95,15 @@ struct select_outcome {
 /// to an unbounded channel whose buffer cannot grow).
 WEFT_API select_outcome select_run(select_case* cases, std::size_t n, std::int64_t deadline_ns, bool has_default);
 
+/// A send of `U` into a channel<T> that would lose a move-only value: an
+/// rvalue of another, move-only type that converts to T. It would be moved
+/// into a temporary T before the send, and a send that does not happen
+/// (closed, full, timeout, a case not chosen) would destroy that temporary.
+template <class U, class T>
+concept lossy_send_conversion = !std::is_lvalue_reference_v<U> && !std::is_same_v<std::remove_cvref_t<U>, T> &&
+                                !std::is_copy_constructible_v<std::remove_cvref_t<U>> &&
+                                std::is_convertible_v<U&&, T>;
+template <class>
+inline constexpr bool refuse_lossy_send = false;
 }  // namespace detail
 }  // namespace weft
