@@ -17,7 +17,9 @@
 ///    the caller parks once on every channel at once (registering in a random
 ///    order) until one case can complete; that case completes, the caller is
 ///    withdrawn from every other channel, and only then its handler runs.
-///    on_timeout(d) bounds the wait; at most one timeout and one default.
+///    on_timeout(d) bounds the wait; at most one timeout and one default. A
+///    timeout beside a default never fires (the select never waits), as a
+///    time.After case beside a default in Go: allowed, and pointless.
 ///  - Exactly one case completes: no other case sends or receives anything.
 ///  - The same channel may appear in several cases (also as send and recv).
 ///  - Handlers are optional, run in the calling fiber after the choice is
