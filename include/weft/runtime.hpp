@@ -75,7 +75,14 @@ class join_handle;
 /// that never started never runs), waits for all of them to finish, then
 /// joins the workers. It is idempotent. It must not be called from one of
 /// the runtime's own fibers (that aborts with a message: it would wait for
-/// itself).
+/// itself), nor from a spawn_blocking job one of them waits for (the same).
+///
+/// fork(): as with std::thread, a runtime's threads do not exist in the child
+/// of a fork(), so a runtime created before it must not be used there (not
+/// even destroyed: leave it, or exec); create new runtimes in the child, which
+/// gets an empty blocking pool (weft/blocking.hpp). Sockets the parent's
+/// runtimes waited on are still registered with them: in the child, use
+/// sockets opened there.
 class WEFT_API runtime {
 public:
     runtime();
