@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -556,8 +557,16 @@ void io_forget(int fd) noexcept {
 }
 
 void io_evict(int fd) noexcept {
-    poll_desc* p = find_desc(fd);
-    if (!p) return;  // no table chunk: nobody ever waited on this number
+    // desc_of, not find_desc: a call that has not reached its wait yet may be about
+    // to install this number's table chunk; with no descriptor to mark, it would
+    // then wait on an unmarked one and nothing would wake it.
+    poll_desc* p = nullptr;
+    try {
+        p = &desc_of(fd);
+    } catch (...) {  // no memory for the chunk, or a number beyond the table
+        (void)::shutdown(fd, SHUT_RDWR);  // the older way (it also ends duplicates' connection)
+        return;
+    }
     claimed_waiters closed;
     p->lk.lock();
     p->evicted.store(true, std::memory_order_release);  // release: E11, for thread waiters' acquire

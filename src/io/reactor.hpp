@@ -117,7 +117,10 @@
 //     thread, throws EBADF instead of parking. A fiber checks `evicted` under
 //     the lock it would park under, so none parks after the eviction; a plain
 //     thread loads it (acquire, against the eviction's release store) before
-//     each poll(2) slice of at most 100 ms. io_close and io_forget clear it
+//     each poll(2) slice of at most 100 ms. io_evict installs the number's
+//     table chunk if it is missing (a call about to wait may be installing
+//     it: with nothing marked, that call would wait unwoken; when the chunk
+//     cannot be had, it falls back to shutdown(2)). io_close and io_forget clear it
 //     with the new generation. It replaced shutdown(2), which woke the calls
 //     through the kernel but shut the connection down for every duplicate of
 //     the descriptor too (dup, SCM_RIGHTS, a child's inherited copy: a
