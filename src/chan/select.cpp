@@ -4,7 +4,8 @@
 // address order (C6); (2) in poll order, try each case under its own lock
 // and run the first that can complete; (3) if none could: return the
 // default if that was the only case, else lock every channel and look again
-// in poll order, and return the default if there is one; (4) still none: queue one chan waiter per case (in poll order, so
+// in poll order, and return the default if there is one; (4) still none:
+// queue one chan waiter per case (in poll order, so
 // no channel is favoured by registration order either), all on one waiter
 // record, and park with park_waiter: the first lock is released by the
 // post-switch hook, the others by its after-unlock step (C5); (5) on waking,
