@@ -50,7 +50,6 @@
 
 #include <chrono>
 #include <cstddef>
-#include <cstdlib>
 #include <iterator>
 #include <limits>
 #include <new>
@@ -127,7 +126,7 @@ public:
     template <class U>
         requires detail::lossy_send_conversion<U, T>
     void send(U&&) const {
-        static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
+        detail::lossy_send_refused<U>();
     }
 
     /// Receives the next value; std::nullopt once the channel is closed and
@@ -144,8 +143,7 @@ public:
     template <class U>
         requires detail::lossy_send_conversion<U, T>
     channel_op_status try_send(U&&) const {
-        static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
-        std::abort();
+        detail::lossy_send_refused<U>();
     }
 
     /// Receives only if a value is ready: success (assigned to out), empty or
@@ -167,8 +165,7 @@ public:
     template <class U, class Rep, class Period>
         requires detail::lossy_send_conversion<U, T>
     channel_op_status send_for(U&&, const std::chrono::duration<Rep, Period>&) const {
-        static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
-        std::abort();
+        detail::lossy_send_refused<U>();
     }
     template <class Clock, class Duration>
     channel_op_status send_until(T&& v, const std::chrono::time_point<Clock, Duration>& t) const {
@@ -186,8 +183,7 @@ public:
     template <class U, class Clock, class Duration>
         requires detail::lossy_send_conversion<U, T>
     channel_op_status send_until(U&&, const std::chrono::time_point<Clock, Duration>&) const {
-        static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
-        std::abort();
+        detail::lossy_send_refused<U>();
     }
 
     /// recv() with a deadline: success (assigned to out), closed (closed and

@@ -39,7 +39,6 @@
 
 #include <chrono>
 #include <cstddef>
-#include <cstdlib>
 #include <cstdint>
 #include <new>
 #include <optional>
@@ -186,8 +185,7 @@ detail::send_case<T, F> on_send(const channel<T>& ch, const std::type_identity_t
 template <class T, class U, class F = detail::no_handler>
     requires detail::lossy_send_conversion<U, T>
 detail::send_case<T, F> on_send(const channel<T>&, U&&, F = {}) {
-    static_assert(detail::refuse_lossy_send<U>, "weft: a move-only value of another type than T would be converted into a temporary T that a send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
-    std::abort();
+    detail::lossy_send_refused<U>();
 }
 
 /// Chosen when no channel case could complete within `d` (measured from this call).

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <new>
 #include <type_traits>
 
@@ -105,5 +106,14 @@ concept lossy_send_conversion = !std::is_lvalue_reference_v<U> && !std::is_same_
                                 std::is_convertible_v<U&&, T>;
 template <class>
 inline constexpr bool refuse_lossy_send = false;
+/// The body of every send overload that lossy_send_conversion selects: fails
+/// to compile, with the reason.
+template <class U>
+[[noreturn]] void lossy_send_refused() {
+    static_assert(refuse_lossy_send<U>,
+                  "weft: a move-only value of another type than T would be converted into a temporary T that a "
+                  "send which does not happen destroys (the value lost): convert it first, T(std::move(v))");
+    std::abort();
+}
 }  // namespace detail
 }  // namespace weft
