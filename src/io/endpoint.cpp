@@ -310,10 +310,30 @@ std::vector<endpoint> resolve(std::string_view host, std::uint16_t port) {
         if (parse_address(host, port, ss))
             return {endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), sizeof ss)};
     }
+    if (!host.empty() && host.front() == '[') {
+        // "[::1]", the form a URL or an endpoint prints: the brackets only delimit the
+        // literal. Anything else in brackets is no name either.
+        sockaddr_storage ss;
+        const std::string_view inner = host.substr(1, host.size() - 1 - (host.back() == ']'));
+        if (host.size() >= 2 && host.back() == ']' && inner.find(':') != std::string_view::npos &&
+            parse_address(inner, port, ss))
+            return {endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss), sizeof ss)};
+        throw std::invalid_argument("weft::net::resolve: " + quoted(host) +
+                                    " is not an IPv6 literal in brackets (\"[::1]\")");
+    }
     const std::string name(host);
     const std::string what = "resolve " + quoted(host);
     if (name.empty() || name.find('\0') != std::string::npos)
         throw std::system_error(EAI_NONAME, resolve_category(), what);
+    // No host name holds a space or a control character (a hosts file splits at
+    // spaces; DNS labels are not typed with them): most often a line read with its
+    // newline. Refused before any lookup, so the mistake is named, not "not found".
+    if (std::any_of(name.begin(), name.end(), [](char c) {
+            const auto u = static_cast<unsigned char>(c);
+            return u <= 0x20 || u == 0x7f;
+        }))
+        throw std::invalid_argument("weft::net::resolve: " + quoted(host) +
+                                    " holds a space or a control character; no host name does");
     {
         // getaddrinfo also reads inet_aton's shorthands ("127.1", "0x7f.1", "2130706433"),
         // which endpoint refuses; answering them would let a checked literal and the

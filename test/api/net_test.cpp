@@ -331,6 +331,21 @@ TEST(NetResolveTest, OnAPlainThread) {
         EXPECT_THROW((void)weft::net::resolve(odd, 80), std::invalid_argument) << odd;
     }
     EXPECT_THROW((void)weft::net::resolve("127.0.0.1\0evil"sv, 80), std::system_error);
+    // An IPv6 literal in brackets, as a URL writes it, is the literal; brackets
+    // around anything else, and spaces or control characters, are refused before
+    // any lookup (they would otherwise come back as "not found" from DNS).
+    const auto bracketed = weft::net::resolve("[::1]", 7);
+    ASSERT_EQ(bracketed.size(), 1u);
+    EXPECT_EQ(bracketed[0], endpoint::parse("[::1]:7"));
+    for (const std::string_view odd : {"[::1"sv, "[]"sv, "["sv, "[127.0.0.1]"sv, "[localhost]"sv, "[::1]:80"sv,
+                                       "localhost\n"sv, " localhost"sv, "local host"sv, "localhost\t"sv}) {
+        try {
+            (void)weft::net::resolve(odd, 80);
+            ADD_FAILURE() << "resolved " << odd;
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find("weft::net::resolve"), std::string::npos) << e.what();
+        }
+    }
 }
 
 TEST_P(NetTest, ResolveOnFibersUsesTheBlockingPool) {
