@@ -119,7 +119,11 @@ class worker {
 public:
     static constexpr std::uint32_t fairness_interval = 61;  // prime, as Go's schedtick % 61
     static constexpr std::uint32_t lifo_max_streak = 16;
-    static constexpr int spin_micros = 50;  // a searching worker looks this long before sleeping
+    // A searching worker looks up to spin_window_ before sleeping: spin_max_ns after a
+    // spin that found work, halved by each spin that found none, down to spin_min_ns
+    // (spin()).
+    static constexpr std::int64_t spin_max_ns = 50'000;
+    static constexpr std::int64_t spin_min_ns = 1'000;
     static constexpr std::int64_t io_poll_interval_ns = 200'000;  // W7
     static constexpr std::uint32_t io_budget = 128;  // W8: as Tokio's per-task budget
 
@@ -250,6 +254,7 @@ private:
     fiber* yq_head_ = nullptr;  // yield ring (W5)
     fiber* yq_tail_ = nullptr;
     bool searching_ = false;
+    std::int64_t spin_window_ns_ = spin_max_ns;  // owner only
 
     // post-switch action, written by the leaving side, run by the arriving side
     action pending_ = action::none;
