@@ -25,11 +25,17 @@ namespace weft {
 /// spdlog logger "weft" (trace, debug, info, warn, error, critical, off).
 /// An explicit non-zero member wins over the environment.
 /// Bad values (stack_size under 16 KiB or over 1 GiB, workers over 1024,
-/// guard_pages over 256, an unparsable variable) throw std::invalid_argument.
+/// guard_pages over 256, an unparsable or overflowing variable) throw
+/// std::invalid_argument.
 struct runtime_options {
     std::size_t workers = 0;      ///< worker OS threads
     std::size_t stack_size = 0;   ///< usable bytes per fiber stack, rounded up to pages
-    std::size_t guard_pages = 1;  ///< inaccessible pages below each stack (at least 1)
+    /// Inaccessible pages below each stack; 0: the build's default, 16 (64 KiB,
+    /// meson option guard_pages). They cost address space, not memory. A frame
+    /// larger than the guard could step over it without touching it; weft's
+    /// meson dependency and weft.pc add -fstack-clash-protection to the code
+    /// that uses weft, which makes such frames touch every page on the way.
+    std::size_t guard_pages = 0;
     std::string name = {};        ///< runtime name for logs and worker thread names ("weft")
     /// Log a warning naming the fiber when a worker runs one fiber this long
     /// without switching (a fiber blocked in a std:: lock or a blocking system

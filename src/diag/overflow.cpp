@@ -42,13 +42,48 @@ std::size_t put_u64(char* buf, std::size_t at, std::size_t cap, std::uint64_t v)
     return at;
 }
 
-bool is_overflow(const fiber* f, std::uintptr_t addr, std::uintptr_t sp) noexcept {
+enum class overflow_sign {
+    none,
+    guard,     // the fault address is in the guard
+    no_room,   // the kernel could not push a signal frame (SI_KERNEL) with sp near the bottom
+    sp_below,  // the stack pointer is below the usable range: a frame larger than the guard
+};
+
+constexpr std::uintptr_t signal_frame_room = 16 * 1024;  // an x86-64 frame with AVX-512 state is ~3.5 KiB
+
+/// O1/O2 (overflow.hpp): the precise signs first (the fault in f's guard, or no
+/// room for a signal frame at f's bottom); `sp_below` only when `precise` is false.
+overflow_sign sign_of(const fiber* f, std::uintptr_t addr, std::uintptr_t sp, int code, bool precise) noexcept {
+    if (!f || !f->stk.map_base) return overflow_sign::none;
     const auto map_lo = reinterpret_cast<std::uintptr_t>(f->stk.map_base);
     const auto lo = reinterpret_cast<std::uintptr_t>(f->stk.lo());
-    if (addr >= map_lo && addr < lo) return true;  // in the guard
-    // A frame larger than the guard can jump past it; the stack pointer tells.
+    if (precise) {
+        if (addr >= map_lo && addr < lo) return overflow_sign::guard;
+        if (code == SI_KERNEL && sp >= map_lo && sp < lo + signal_frame_room) return overflow_sign::no_room;
+        return overflow_sign::none;
+    }
     constexpr std::uintptr_t slack = 1u << 20;
-    return sp < lo && sp + slack >= map_lo;
+    return sp < lo && sp + slack >= map_lo ? overflow_sign::sp_below : overflow_sign::none;
+}
+
+[[noreturn]] void report(const fiber* f, overflow_sign sign) noexcept {
+    char buf[512];
+    std::size_t n = 0;
+    n = put_str(buf, n, sizeof buf, "weft: fiber ");
+    n = put_u64(buf, n, sizeof buf, f->id);
+    n = put_str(buf, n, sizeof buf, " '");
+    if (const std::string* name = f->name) n = put(buf, n, sizeof buf, name->data(), name->size());
+    n = put_str(buf, n, sizeof buf, "' overflowed its ");
+    n = put_u64(buf, n, sizeof buf, f->stk.size / 1024);
+    n = put_str(buf, n, sizeof buf,
+                sign == overflow_sign::guard   ? " KiB stack (fault at guard page; raise runtime_options::stack_size)\n"
+                : sign == overflow_sign::no_room ? " KiB stack (no room left for a signal frame; raise "
+                                                   "runtime_options::stack_size)\n"
+                                                 : " KiB stack (a frame larger than the guard; raise "
+                                                   "runtime_options::stack_size)\n");
+    (void)!::write(2, buf, n);
+    std::signal(SIGABRT, SIG_DFL);
+    std::abort();
 }
 
 void forward(int sig, siginfo_t* info, void* uctx) noexcept {
@@ -61,9 +96,21 @@ void forward(int sig, siginfo_t* info, void* uctx) noexcept {
         g_previous.sa_handler(sig);
         return;
     }
-    // Default action: restore it and return; the faulting instruction runs again
-    // and the kernel delivers the signal with its normal effect (core dump).
-    ::sigaction(SIGSEGV, &g_previous, nullptr);
+    // O3: a SIGSEGV sent by kill/tgkill (si_code <= 0) to a process that ignores it
+    // stays ignored, as without weft, and our handler stays.
+    const bool sent = info->si_code <= 0;
+    if (g_previous.sa_handler == SIG_IGN && sent) return;
+    // O3: the default action. A fault re-runs its instruction and faults again
+    // once we return; a signal that was sent, or forced by the kernel (SI_KERNEL:
+    // no room for a signal frame, a general protection fault), would not come
+    // again: raise it anew. SIGSEGV is blocked while we run, so it is delivered as
+    // we return, with its normal effect (a core dump).
+    struct sigaction dfl;
+    std::memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    ::sigaction(SIGSEGV, &dfl, nullptr);
+    if (sent || info->si_code == SI_KERNEL) ::raise(sig);
 }
 
 }  // namespace
@@ -71,25 +118,19 @@ void forward(int sig, siginfo_t* info, void* uctx) noexcept {
 
 extern "C" void weft_fiber_stack_overflow_detected(int sig, siginfo_t* info, void* uctx) {
     using namespace weft::detail;
-    worker* w = current_worker_for_signal();
-    fiber* f = w ? w->running() : nullptr;
-    if (f && f->stk.map_base) {
-        auto* uc = static_cast<ucontext_t*>(uctx);
-        const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
-        const auto sp = static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
-        if (is_overflow(f, addr, sp)) {
-            char buf[512];
-            std::size_t n = 0;
-            n = put_str(buf, n, sizeof buf, "weft: fiber ");
-            n = put_u64(buf, n, sizeof buf, f->id);
-            n = put_str(buf, n, sizeof buf, " '");
-            if (const std::string* name = f->name) n = put(buf, n, sizeof buf, name->data(), name->size());
-            n = put_str(buf, n, sizeof buf, "' overflowed its ");
-            n = put_u64(buf, n, sizeof buf, f->stk.size / 1024);
-            n = put_str(buf, n, sizeof buf, " KiB stack (fault at guard page; raise runtime_options::stack_size)\n");
-            (void)!::write(2, buf, n);
-            std::signal(SIGABRT, SIG_DFL);
-            std::abort();
+    // A signal sent by another process or thread is never an overflow.
+    if (info->si_code > 0) {
+        if (worker* w = current_worker_for_signal()) {
+            auto* uc = static_cast<ucontext_t*>(uctx);
+            const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+            const auto sp = static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+            // O2: the fiber being left owns the stack while its registers are saved,
+            // though running() already names the next one.
+            const fiber* const candidates[2] = {w->running(), w->switching_from()};
+            for (const bool precise : {true, false})
+                for (const fiber* f : candidates)
+                    if (const overflow_sign s = sign_of(f, addr, sp, info->si_code, precise); s != overflow_sign::none)
+                        report(f, s);
         }
     }
     forward(sig, info, uctx);

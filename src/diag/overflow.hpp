@@ -3,11 +3,28 @@
 // A fiber that runs off its stack touches the guard page (context/stack.hpp)
 // and takes SIGSEGV. The handler (weft_fiber_stack_overflow_detected) runs on
 // a per-worker alternate signal stack (the fiber's own stack is exhausted),
-// recognises a fault in — or a stack pointer below — the running fiber's
-// usable range, writes
-//   weft: fiber <id> '<name>' overflowed its <N> KiB stack
-// with write(2), and aborts. Any other fault is handed to the handler that
-// was installed before ours (or the default action), unchanged.
+// recognises an overflow of a fiber of this worker, writes
+//   weft: fiber <id> '<name>' overflowed its <N> KiB stack (<how it showed>)
+// with write(2), and aborts. Any other SIGSEGV is handed on unchanged (O3).
+//
+// Invariants.
+//  O1 An overflow shows as one of: the fault address in the fiber's guard; a
+//     fault the kernel forced (SI_KERNEL) because it found no room for a signal
+//     frame, with the stack pointer inside the guard or in the bottom 16 KiB;
+//     or, failing both for every candidate, a stack pointer below the usable
+//     range by less than 1 MiB (a frame larger than the guard that faulted past
+//     it). A signal another thread or process sent (si_code <= 0) is never one.
+//  O2 The candidates are the fiber running() names and, during a switch, the one
+//     switching_from() names: between `current_ = next` and the jump the leaving
+//     fiber's registers are still pushed onto its own stack (worker.hpp).
+//  O3 Not an overflow: the earlier handler runs if there was one. Otherwise the
+//     default action is restored (the handler stays for an ignored, sent
+//     SIGSEGV), and a signal that would not come again by returning (sent, or
+//     SI_KERNEL) is raised anew, delivered as the handler returns: the process
+//     dies as it would have without weft.
+//  Frames larger than the guard that touch nothing in it can land in another
+//  stack without a fault; the guard's default size and -fstack-clash-protection
+//  (meson.build) are the defence (context/stack.hpp).
 //
 // Ownership: the handler reads only the faulting thread's own worker state
 // (tls_worker, initial-exec TLS) and the running fiber's immutable stack
@@ -17,7 +34,7 @@
 // Lifecycle: install_overflow_handler() once per process (first runtime);
 // install_thread_altstack()/remove_thread_altstack() per worker thread.
 //
-// Tested by test/death/overflow_test.cpp.
+// Tested by test/death/stack_guard_death_test.cpp.
 #pragma once
 #include "util/private.hpp"
 

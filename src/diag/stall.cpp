@@ -84,7 +84,9 @@ void stall_monitor::run() {
         for (std::size_t i = 0; i < looks.size(); ++i) {
             const worker& w = *rt_.workers[i];
             const std::uint64_t id = w.running_id.load(std::memory_order_relaxed);  // relaxed: S1 (header)
-            const std::uint64_t sw = w.n_switches.load(std::memory_order_relaxed);  // relaxed: S1
+            // relaxed: S1. A yield that found nobody to switch to is progress too.
+            const std::uint64_t sw = w.n_switches.load(std::memory_order_relaxed) +
+                                     w.n_lone_yields.load(std::memory_order_relaxed);
             const auto now = clock::now();  // per worker: beside its CPU clock, after earlier workers' reports
             const std::int64_t cpu_now = id == 0 || !warn_ ? -1 : thread_cpu_ns(w);
             look& l = looks[i];

@@ -13,8 +13,9 @@
 //
 // Invariants.
 //  S1 A worker is stalled when it has been running a fiber (running_id != 0)
-//     and neither running_id nor n_switches changed between two looks at
-//     least `stall_warning` apart. Idle workers have running_id == 0.
+//     and neither running_id nor n_switches + n_lone_yields (yields that found
+//     nothing else to run) changed between two looks at least `stall_warning`
+//     apart. Idle workers have running_id == 0.
 //  S2 One warning per episode: a worker is reported again only after it has
 //     switched.
 //  S3 The monitor never touches a fiber object it does not know alive: the
@@ -49,7 +50,7 @@
 //     looking every 50 ms, for S6 alone (no CPU clock, no /proc, no log);
 //     with one worker there is nobody to wake and no monitor.
 //
-// Memory orders. running_id and n_switches are relaxed: they are samples for
+// Memory orders. running_id, n_switches and n_lone_yields are relaxed: they are samples for
 // a diagnostic; a stale value delays or skips one warning, nothing else.
 // os_tid is stored with release after cpu_clock (relaxed) and loaded with
 // acquire, so a monitor that sees the tid sees the clock. The monitor's own

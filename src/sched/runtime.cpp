@@ -7,6 +7,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -47,6 +48,8 @@ std::size_t parse_size_env(const char* var, bool allow_suffix) {
     if (ec != std::errc{} || !rest.empty() || value == 0)
         throw std::invalid_argument(std::string("weft: ") + var + "='" + v + "' is not a positive number" +
                                     (allow_suffix ? " (bytes, optional K or M suffix)" : ""));
+    if (value > std::numeric_limits<std::size_t>::max() / mult)  // would wrap to a small, legal size
+        throw std::invalid_argument(std::string("weft: ") + var + "='" + v + "' is too large");
     return value * mult;
 }
 
@@ -90,9 +93,10 @@ runtime_options resolve_options(runtime_options o) {
         throw std::invalid_argument("weft: stack size " + std::to_string(o.stack_size) +
                                     " bytes is outside [16 KiB, 1 GiB]");
     o.stack_size = round_up(o.stack_size, page_size());
-    if (o.guard_pages == 0 || o.guard_pages > max_guard_pages)
+    if (o.guard_pages == 0) o.guard_pages = WEFT_DEFAULT_GUARD_PAGES;
+    if (o.guard_pages > max_guard_pages)
         throw std::invalid_argument("weft: runtime_options::guard_pages = " + std::to_string(o.guard_pages) +
-                                    " is outside [1, 256]");
+                                    " is over the limit of 256");
     if (o.name.empty()) o.name = "weft";
     if (o.stall_warning.count() == 0) o.stall_warning = stall_ms_env();
     return o;

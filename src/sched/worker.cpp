@@ -524,14 +524,15 @@ void worker::resume_from_scheduler(fiber* f) noexcept {
 inline __attribute__((always_inline)) void worker::complete_switch(transfer t) noexcept {
     pending_from_->fctx = t.fctx;  // W1: record the leaver's context before publishing it
     if (__builtin_expect(pending_ == action::requeue, 1)) {  // yields are the hot case
-        yq_push(pending_fiber_);  // W5
+        yq_push(std::exchange(pending_fiber_, nullptr));  // W5
         return;
     }
     complete_other();  // every switch sets pending_ (switch_away, resume_from_scheduler)
 }
 
 __attribute__((noinline)) void worker::complete_other() noexcept {
-    fiber* f = pending_fiber_;
+    // Cleared: switching_from() names a fiber only while its stack is being left.
+    fiber* f = std::exchange(pending_fiber_, nullptr);
     switch (pending_) {
         case action::none:
         case action::requeue:
@@ -616,7 +617,10 @@ __attribute__((noinline)) worker* worker::yield_slow() noexcept {
     if (!self->registered) register_current();
     yield_countdown_ = fairness_interval;
     fiber* next = pick_for_yield();
-    if (!next) return this;
+    if (!next) {
+        bump(n_lone_yields);  // S1: a yield point, though there was nobody to yield to
+        return this;
+    }
     return switch_away(self, next, action::requeue);
 }
 

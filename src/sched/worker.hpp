@@ -141,6 +141,10 @@ public:
     runtime_impl& rt() const noexcept { return rt_; }
     unsigned index() const noexcept { return index_; }
     fiber* running() const noexcept { return current_; }
+    /// The fiber whose stack the worker is switching away from (its registers are
+    /// being saved there), between running() naming the next fiber and the jump;
+    /// else nullptr. For the overflow report (diag/overflow.hpp), on this thread.
+    fiber* switching_from() const noexcept { return pending_fiber_; }
     /// W8: one I/O call of the running fiber completed without waiting; may
     /// yield (never throws, never cancels). Returns the worker we are on after.
     worker* spend_io_budget() noexcept;
@@ -184,6 +188,8 @@ public:
     // statistics: written by this worker only (relaxed load+store), read by anyone
     std::atomic<std::uint64_t> n_switches{0}, n_steals{0}, n_parks{0}, n_unparks{0}, n_sleeps{0};
     std::atomic<std::uint64_t> running_id{0};  // id of the fiber running here, 0 in the scheduler (diag/stall.hpp)
+    // Yields that found nothing else to run (no switch): progress for the stall monitor (S1).
+    std::atomic<std::uint64_t> n_lone_yields{0};
     // S4 (diag/stall.hpp): this worker's thread, for the monitor's look at its state and CPU time.
     // os_tid is stored (release) after cpu_clock, once, before the first fiber runs; 0 until then.
     std::atomic<int> cpu_clock{0};  // a clockid_t

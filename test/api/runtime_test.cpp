@@ -87,6 +87,25 @@ TEST(RuntimeOptions, RejectsTooManyGuardPages) {
     EXPECT_THROW(weft::runtime(weft::runtime_options{.workers = 1, .guard_pages = 257}), std::invalid_argument);
 }
 
+TEST(RuntimeOptions, ExplicitGuardPagesAreKept) {
+    weft::runtime rt(weft::runtime_options{.workers = 1, .guard_pages = 1});
+    EXPECT_EQ(rt.options().guard_pages, 1u);
+    EXPECT_EQ(rt.block_on([] { return 3; }), 3);
+}
+
+TEST(RuntimeOptions, RejectsAStackSizeVariableThatWouldWrap) {
+    // 2^44 MiB and 2^54 KiB + 1 KiB wrap to 1 MiB and 1 KiB in 64 bits.
+    for (const char* v : {"17592186044417M", "18014398509481985K", "99999999999999999999"}) {
+        scoped_env s("WEFT_STACK_SIZE", v);
+        try {
+            weft::runtime rt(weft::runtime_options{.workers = 1});
+            ADD_FAILURE() << "WEFT_STACK_SIZE=" << v << " gave " << rt.options().stack_size << " bytes";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find("WEFT_STACK_SIZE"), std::string::npos) << e.what();
+        }
+    }
+}
+
 TEST(RuntimeOptions, AcceptsTheLimits) {
     {
         weft::runtime rt(weft::runtime_options{.workers = 1, .stack_size = 16 * kib});
@@ -113,7 +132,7 @@ TEST(RuntimeOptions, DefaultsAreApplied) {
     }
     EXPECT_GE(o.workers, 1u);
     EXPECT_EQ(o.stack_size, (weft_test::sanitized ? 4 : 1) * 256 * kib);
-    EXPECT_EQ(o.guard_pages, 1u);
+    EXPECT_EQ(o.guard_pages, std::size_t{WEFT_TEST_DEFAULT_GUARD_PAGES});  // the meson option guard_pages
     EXPECT_EQ(o.name, "weft");
     EXPECT_EQ(rt.stats().workers, o.workers);
 }

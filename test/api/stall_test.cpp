@@ -60,6 +60,29 @@ TEST(StallWarning, TellsALongComputationFromABlockedThread) {
     EXPECT_EQ(err.find("asleep in the kernel"), std::string::npos) << err;
 }
 
+TEST(StallWarning, QuietForAFiberThatYieldsWithNobodyToYieldTo) {
+    // Each yield is a scheduling point, though with nothing else runnable none
+    // switches: the worker holds up nobody (S1 counts those yields).
+    testing::internal::CaptureStderr();
+    long yields = 0;
+    {
+        weft::runtime rt(weft::runtime_options{.workers = 1, .stall_warning = 20ms});
+        yields = rt.block_on([] {
+            weft::this_fiber::set_name("polite");
+            long n = 0;
+            const auto until = std::chrono::steady_clock::now() + 150ms;
+            while (std::chrono::steady_clock::now() < until) {
+                weft::this_fiber::yield();
+                ++n;
+            }
+            return n;
+        });
+    }
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_GT(yields, 0);
+    EXPECT_EQ(err.find("without switching"), std::string::npos) << err;
+}
+
 TEST(StallWarning, QuietForFibersThatSwitchAndWhenOff) {
     testing::internal::CaptureStderr();
     {

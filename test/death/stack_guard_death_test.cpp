@@ -1,11 +1,17 @@
 // Guard pages: a fiber that overflows its stack is reported by name and stack
 // size; any other segfault on a fiber is not mistaken for an overflow.
+#include <pthread.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <climits>
 #include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include <gtest/gtest.h>
@@ -64,6 +70,56 @@ bool died_of_segv(int status) {
     return false;
 }
 
+/// The top of the calling fiber's stack: its first frame is within a page of it.
+std::uintptr_t stack_top_from_first_frame() {
+    const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+    return (fp + 4095) & ~std::uintptr_t{4095};
+}
+
+/// Takes the stack down to `margin` bytes above `lo`, then calls `then`.
+[[gnu::noinline]] void with_stack_left(std::uintptr_t lo, std::size_t margin, void (*then)()) {
+    const auto sp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+    volatile char* p = static_cast<volatile char*>(__builtin_alloca(sp - lo - margin));
+    p[0] = 1;
+    then();
+    p[1] = 1;  // keeps the alloca live across the call
+}
+
+constexpr std::size_t small_stack = 64 * 1024;
+
+std::atomic<pthread_t> fiber_thread{};  // near_the_bottom's, before it descends
+
+/// A fiber with `margin` bytes of its 64 KiB stack left calls `then`, which
+/// must call nothing that is not bound yet: the dynamic linker's lazy binding
+/// alone takes kilobytes of stack.
+void near_the_bottom(std::size_t margin, void (*then)()) {
+    weft::runtime rt(weft::runtime_options{.workers = 1, .stack_size = small_stack, .stall_warning = std::chrono::milliseconds(-1)});
+    rt.block_on([margin, then] {
+        weft::this_fiber::set_name("nearly-full");
+        auto other = weft::spawn([] {
+            for (int i = 0; i < 4; ++i) weft::this_fiber::yield();
+        });
+        weft::this_fiber::yield();
+        fiber_thread.store(::pthread_self());
+        with_stack_left(stack_top_from_first_frame() - small_stack, margin, then);
+        other.join();
+    });
+    std::fputs("no fault\n", stderr);
+    std::exit(0);
+}
+
+/// 16 KiB frames that touch only their two ends: without stack-clash probes
+/// and with a one-page guard, some of them stepped over it into the next stack.
+[[gnu::noinline]] int big_frames(int depth) {
+    volatile char buf[16 * 1024];
+    buf[0] = static_cast<char>(depth);
+    buf[sizeof buf - 1] = buf[0];
+    if (depth >= depth_limit) return buf[0];
+    return big_frames(depth + 1) + buf[sizeof buf - 1];
+}
+
+extern "C" void on_usr1(int) {}
+
 }  // namespace
 
 TEST(StackGuardDeathTest, OverflowReportsFiberNameAndStackSize) {
@@ -108,4 +164,79 @@ TEST(StackGuardDeathTest, NullWriteDiesOfSegvWithoutAnOverflowReport) {
             });
         },
         died_of_segv, not_contains("overflowed"));
+}
+
+// O2 (diag/overflow.hpp): the leaving fiber's registers are pushed onto its own
+// stack after the worker already names the next fiber as running. Found by
+// review: with ~300-400 bytes left, a yield died of a bare SIGSEGV. Whatever
+// frame faults at each margin, the report must name the fiber.
+TEST(StackGuardDeathTest, AnOverflowInsideAYieldIsReportedAtEveryMargin) {
+    for (std::size_t margin = 64; margin <= 1024; margin += 16) {
+        EXPECT_EXIT(near_the_bottom(margin, [] { weft::this_fiber::yield(); }),
+                    [](int) { return true; },  // the report, or no fault at all: never a bare SIGSEGV
+                    "weft: fiber [0-9]+ 'nearly-full' overflowed its 64 KiB stack|no fault")
+            << "margin " << margin;
+    }
+}
+
+// O1: a signal that arrives with no room for its frame (a profiler's SIGPROF,
+// here SIGUSR1 with a handler not on an alternate stack) makes the kernel
+// force a SIGSEGV (SI_KERNEL) that points nowhere. It was let through, and
+// with no earlier handler the process went on without the signal.
+TEST(StackGuardDeathTest, ASignalWithNoRoomForItsFrameIsReportedAsAnOverflow) {
+    if (sanitized) GTEST_SKIP() << "the sanitizers run signal handlers their own way";
+    EXPECT_DEATH(
+        {
+            struct sigaction sa {};
+            sa.sa_handler = on_usr1;
+            sigemptyset(&sa.sa_mask);
+            ::sigaction(SIGUSR1, &sa, nullptr);
+            // Sent from another thread while the fiber computes near its bottom, with
+            // no call in flight (as a profiler's timer would).
+            static std::atomic<bool> ready{false};
+            std::thread sender([] {
+                while (!ready.load()) std::this_thread::yield();
+                ::pthread_kill(fiber_thread.load(), SIGUSR1);
+            });
+            sender.detach();
+            near_the_bottom(512, [] {
+                ready.store(true);
+                for (long i = 0; i < 4'000'000'000L; i = i + 1) asm volatile("");
+            });
+        },
+        "weft: fiber [0-9]+ 'nearly-full' overflowed its 64 KiB stack \\(no room left for a signal frame");
+}
+
+// O3: a SIGSEGV sent to a fiber's thread (no fault to re-run) with no earlier
+// handler kills the process, as it would without weft. It was swallowed, and
+// weft's handler uninstalled for good.
+TEST(StackGuardDeathTest, ASentSegvIsNotSwallowed) {
+    EXPECT_EXIT(
+        {
+            weft::runtime rt(weft::runtime_options{.workers = 1, .stack_size = small_stack});
+            rt.block_on([] { std::raise(SIGSEGV); });
+            std::fputs("survived\n", stderr);
+            std::exit(0);
+        },
+        died_of_segv, not_contains("survived"));
+}
+
+// A frame larger than a page that steps over a one-page guard without touching
+// it: stack-clash probes (meson.build) make it touch every page, so it faults
+// in the guard and is reported. Found by review: it returned normally from a
+// 96 KiB recursion on a 64 KiB stack, writing into the next fiber's stack.
+TEST(StackGuardDeathTest, FramesLargerThanTheGuardAreCaught) {
+    EXPECT_DEATH(
+        {
+            weft::runtime rt(weft::runtime_options{.workers = 1, .stack_size = small_stack, .guard_pages = 1});
+            auto neighbour = rt.spawn([] { weft::this_fiber::sleep_for(std::chrono::seconds(10)); });
+            rt.block_on([] {
+                weft::this_fiber::set_name("big-frames");
+                depth_limit = 6;  // 96 KiB
+                return big_frames(0);
+            });
+            std::fputs("returned normally\n", stderr);
+            std::exit(0);
+        },
+        "weft: fiber [0-9]+ 'big-frames' overflowed its 64 KiB stack");
 }
