@@ -63,7 +63,8 @@ public:
     using clock = std::chrono::steady_clock;
 
     /// Starts ticking; the first tick comes `d` from now. A non-positive `d`
-    /// throws std::invalid_argument (Go panics). Throws std::bad_alloc.
+    /// throws std::invalid_argument (Go panics). Throws std::bad_alloc, or
+    /// std::system_error if the process-wide timer thread cannot be started.
     template <class Rep, class Period>
     explicit ticker(const std::chrono::duration<Rep, Period>& d) : ticker(detail::saturating_ns(d), 0) {}
     /// Stops it (the channel handles stay valid).

@@ -107,6 +107,7 @@ void sleep_until_steady_ns(std::int64_t deadline_ns) {
     if (!wk || !wk->running()) {  // a plain thread sleeps
         const std::int64_t now = now_ns();
         if (deadline_ns > now) std::this_thread::sleep_for(std::chrono::nanoseconds(deadline_ns - now));  // no overflow
+        else std::this_thread::yield();  // as a fiber does (timer.hpp)
         return;
     }
     if (deadline_ns <= now_ns()) {

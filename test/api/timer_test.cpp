@@ -328,6 +328,26 @@ TEST(Timer, WaitOnAPlainThreadReturnsAtTheDeadline) {
 
 // --- weft::timer: cancel ----------------------------------------------------
 
+// Units that are no whole number of nanoseconds: std's conversion multiplies
+// in 64 bits and wrapped (found by review): a timer of ~105 years in thirds of
+// a second expired at once, one of -105 years waited 89 years.
+TEST(Timer, LongDurationsInOddUnitsDoNotWrap) {
+    using thirds = std::chrono::duration<long long, std::ratio<1, 3>>;
+    using samples = std::chrono::duration<long long, std::ratio<1, 44100>>;
+    using odd = std::chrono::duration<long long, std::ratio<1, 1000003>>;
+    EXPECT_FALSE(weft::timer(thirds(10'000'000'000LL)).expired());   // ~105 years
+    EXPECT_FALSE(weft::timer(samples(1'000'000'000'000LL)).expired());  // ~262 days
+    EXPECT_FALSE(weft::timer(odd(10'000'000'000'000LL)).expired());    // ~115 days
+    EXPECT_FALSE(weft::timer(thirds::max()).expired());
+    EXPECT_TRUE(weft::timer(thirds(-10'000'000'000LL)).expired());
+    EXPECT_TRUE(weft::timer(samples(-1'000'000'000'000LL)).expired());
+    EXPECT_TRUE(weft::timer(thirds::min()).expired());
+    // Rounded up to whole nanoseconds, as before.
+    const auto t0 = clk::now();
+    weft::this_fiber::sleep_for(samples(3));  // 68.03 us
+    EXPECT_GE(clk::now() - t0, samples(3));
+}
+
 TEST_P(RuntimeTest, TimerCancelBeforeExpiryStopsIt) {
     rt.block_on([&] {
         weft::timer t(1h);

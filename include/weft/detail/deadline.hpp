@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <ratio>
 #include <stdexcept>
 #include <type_traits>
 
@@ -37,6 +38,19 @@ std::int64_t saturating_ns(const std::chrono::duration<Rep, Period>& d) {
         // float just below 2^63 ns rounds up to 2^63, and the conversion overflows).
         const long double up = std::ceil(exact.count());
         return up >= static_cast<long double>(limits::max()) ? limits::max() : static_cast<std::int64_t>(up);
+    } else if constexpr (std::is_integral_v<Rep>) {
+        // In 128 bits: std's conversion computes count * num in 64 and can wrap
+        // although the result fits (units that are no whole number of
+        // nanoseconds: 1/3 s wrapped from ~97 years, 1/44100 s from ~242 days).
+        // The checks above bound the result, so count * num fits.
+        __extension__ typedef __int128 wide;  // GCC and Clang on x86-64 and AArch64
+        using to_ns = std::ratio_divide<Period, std::nano>;
+        const wide scaled = static_cast<wide>(d.count()) * to_ns::num;
+        wide q = scaled / to_ns::den;
+        if (scaled % to_ns::den > 0) ++q;  // rounded up (truncation already is, below 0)
+        if (q >= limits::max()) return limits::max();
+        if (q <= limits::min()) return limits::min();
+        return static_cast<std::int64_t>(q);
     } else {
         return duration_cast<nanoseconds>(ceil<nanoseconds>(d)).count();
     }
