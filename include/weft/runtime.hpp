@@ -184,6 +184,11 @@ private:
 };
 
 namespace detail {
+/// Test hook (internal): while >= 0, starting the thread of worker `index` or
+/// a later one fails as pthread_create does at a thread limit (std::system_error,
+/// EAGAIN); -1 turns it off. Returns the previous value.
+WEFT_API int runtime_fail_worker_starts_from(int index) noexcept;
+
 template <class F, class... Args>
 auto spawn_on(runtime_impl* rt, F&& f, Args&&... args) {
     using R = call_result_t<F, Args...>;

@@ -109,7 +109,12 @@ runtime_impl::runtime_impl(runtime& own, runtime_options o)
     workers.reserve(opts.workers);
     for (std::size_t i = 0; i < opts.workers; ++i)
         workers.push_back(std::make_unique<worker>(*this, static_cast<unsigned>(i), deque_capacity()));
-    for (auto& w : workers) w->start();  // all exist before any runs (worker.hpp lifecycle 1)
+    try {
+        for (auto& w : workers) w->start();  // all exist before any runs (worker.hpp lifecycle 1)
+    } catch (...) {  // the started ones must be joined, or ~thread terminates
+        shutdown();
+        throw;
+    }
     // Warnings, and with 2+ workers the I/O backstop even without them (S6).
     if (opts.stall_warning.count() > 0 || workers.size() > 1) {
         try {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <system_error>
 #include <thread>
 
 #include <weft/detail/park.hpp>
@@ -49,7 +50,17 @@ worker::worker(runtime_impl& rt, unsigned index, std::size_t deque_capacity)
       stacks_(rt.opts.stack_size, rt.opts.guard_pages, rt.stacks_mapped),
       rng_(0x9e3779b9u * (index + 1)) {}
 
+namespace {
+std::atomic<int> fail_starts_from{-1};  // the test hook; relaxed: a flag set before the runtime is built
+}  // namespace
+
+int runtime_fail_worker_starts_from(int index) noexcept {
+    return fail_starts_from.exchange(index, std::memory_order_relaxed);  // relaxed: a test flag
+}
+
 void worker::start() {
+    if (const int from = fail_starts_from.load(std::memory_order_relaxed); from >= 0 && index_ >= unsigned(from))
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again), "test hook");
     thread_ = std::thread([this] { run(); });
 }
 

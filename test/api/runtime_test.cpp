@@ -87,6 +87,25 @@ TEST(RuntimeOptions, RejectsTooManyGuardPages) {
     EXPECT_THROW(weft::runtime(weft::runtime_options{.workers = 1, .guard_pages = 257}), std::invalid_argument);
 }
 
+// A worker thread that cannot be started: the constructor throws what
+// std::thread threw, after joining the workers it did start (it terminated,
+// destroying their joinable threads; found by review).
+TEST(RuntimeOptions, AWorkerThatCannotStartIsAnErrorNotATermination) {
+    struct restore {
+        ~restore() { weft::detail::runtime_fail_worker_starts_from(-1); }
+    } r;
+    weft::detail::runtime_fail_worker_starts_from(2);
+    try {
+        weft::runtime rt(weft::runtime_options{.workers = 4});
+        ADD_FAILURE() << "constructed";
+    } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code(), std::errc::resource_unavailable_try_again) << e.what();
+    }
+    weft::detail::runtime_fail_worker_starts_from(-1);
+    weft::runtime ok(weft::runtime_options{.workers = 4});
+    EXPECT_EQ(ok.block_on([] { return 5; }), 5);
+}
+
 TEST(RuntimeOptions, ExplicitGuardPagesAreKept) {
     weft::runtime rt(weft::runtime_options{.workers = 1, .guard_pages = 1});
     EXPECT_EQ(rt.options().guard_pages, 1u);
