@@ -8,11 +8,18 @@
 /// answered, in order, by one write. Every request gets `hello world\n`
 /// (HEAD: the headers only). Keep-alive follows HTTP/1.1 (on unless
 /// "Connection: close") and HTTP/1.0 (off unless "Connection: keep-alive").
-/// A Content-Length body is skipped. Anything malformed (a bad request line
-/// or header, bare LF line ends, a missing Host in HTTP/1.1, conflicting
-/// Content-Length values, Transfer-Encoding, which this server does not
-/// implement, or headers over 8 KiB) gets 400 and the connection is closed.
-/// Public API only.
+/// A body is skipped: Content-Length, or chunked (RFC 9112 7.1, with
+/// extensions and trailers; bounded state, any size). A request that expects
+/// "100 Continue" before it sends its body gets the answer at once, with
+/// "Connection: close" (as Go's net/http does for a handler that does not
+/// read the body): the client then never sends it, and nothing it sends later
+/// on that connection can be mistaken for it. A transfer coding other than
+/// chunked gets 501. Anything malformed (a bad request line or header, bare
+/// LF line ends, a missing Host in HTTP/1.1, conflicting Content-Length
+/// values, Content-Length beside Transfer-Encoding, Transfer-Encoding in
+/// HTTP/1.0, a bad chunk, or headers over 8 KiB) gets 400. Both close the
+/// connection. Responses carry Date (RFC 9110 6.6.1). Public API only.
+/// Tested by test/api/http1_test.cpp.
 #pragma once
 
 #include <algorithm>
@@ -23,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <ctime>
 
 #include <weft/net.hpp>
 
@@ -30,10 +38,11 @@ namespace weft_examples {
 
 /// What parse_http_request found at the front of a buffer.
 struct http_request {
-    enum class status { incomplete, complete, bad };
+    enum class status { incomplete, complete, bad, not_implemented };
     status state = status::incomplete;
     std::size_t header_bytes = 0;  ///< request line + headers + blank line (when complete)
     std::uint64_t body_bytes = 0;  ///< Content-Length (when complete)
+    bool chunked = false;          ///< a chunked body follows instead
     bool keep_alive = false;
     bool http10 = false;
     bool head = false;
@@ -93,6 +102,7 @@ inline bool parse_request_line(std::string_view line, http_request& r) {
 /// What the header lines said so far.
 struct header_facts {
     bool close = false, keep_alive = false, host = false, has_length = false;
+    bool chunked = false, other_coding = false, expect_continue = false;
     std::uint64_t length = 0;
 };
 
@@ -126,7 +136,20 @@ inline bool parse_header_line(std::string_view line, header_facts& f) {
         f.has_length = true;
         f.length = n;
     } else if (iequals(name, "transfer-encoding")) {
-        return false;  // chunked bodies are not implemented: refuse rather than misframe
+        // A list of codings over any number of lines; chunked must come last, once.
+        if (value.empty()) return false;
+        while (!value.empty()) {
+            std::size_t comma = value.find(',');
+            std::string_view coding = trim_ows(value.substr(0, comma));
+            if (f.chunked) return false;  // anything after chunked
+            if (iequals(coding, "chunked")) f.chunked = true;
+            else if (is_token(coding)) f.other_coding = true;
+            else if (!coding.empty()) return false;
+            value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+        }
+    } else if (iequals(name, "expect")) {
+        if (!iequals(value, "100-continue")) return false;  // RFC 9110 10.1.1 allows 417; a 400 ends it as well
+        f.expect_continue = true;
     }
     return true;
 }
@@ -161,20 +184,147 @@ inline http_request parse_http_request(std::string_view in) {
         }
         if (!first && line.empty()) break;
     }
-    if (!r.http10 && !f.host) {  // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400
+    const bool coded = f.chunked || f.other_coding;
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400. 6.1: Transfer-Encoding
+    // beside Content-Length, or in HTTP/1.0, is a framing a proxy may read otherwise
+    // (request smuggling): refused.
+    if ((!r.http10 && !f.host) || (coded && (f.has_length || r.http10))) {
         r.state = http_request::status::bad;
+        return r;
+    }
+    if (f.other_coding) {  // 6.1: a coding the server does not understand, or chunked not last
+        r.state = http_request::status::not_implemented;
         return r;
     }
     r.state = http_request::status::complete;
     r.header_bytes = pos;
     r.body_bytes = f.length;
+    r.chunked = f.chunked;
     r.keep_alive = r.http10 ? f.keep_alive && !f.close : !f.close;
+    // The client waits for "100 Continue" before its body: answer and close (header comment).
+    if (f.expect_continue && !r.http10 && (f.chunked || f.length > 0)) r.keep_alive = false;
     return r;
 }
+
+/// Skips a chunked body (RFC 9112 7.1) fed in pieces of any size: chunk
+/// sizes in hex (at most 15 digits), extensions after ';', data, CRLFs, the
+/// last chunk, then trailer lines up to a blank line. Extensions and trailers
+/// are bounded like headers; anything else malformed is `bad`.
+class chunked_skipper {
+public:
+    enum class result { more, done, bad };
+
+    /// Consumes from the front of `in` (sets `used`); `done` once the body has ended.
+    result feed(std::string_view in, std::size_t& used) {
+        used = 0;
+        while (used < in.size()) {
+            const char c = in[used];
+            if (st_ == st::data) {
+                const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(left_, in.size() - used));
+                used += k;
+                left_ -= k;
+                if (left_ == 0) st_ = st::data_cr;
+                continue;
+            }
+            ++used;
+            switch (st_) {
+                case st::size: {
+                    const int v = hex(c);
+                    if (v >= 0) {
+                        if (++digits_ > 15) return result::bad;
+                        left_ = left_ * 16 + static_cast<std::uint64_t>(v);
+                    } else if (digits_ == 0) {
+                        return result::bad;
+                    } else if (c == ';' || c == ' ' || c == '\t') {
+                        st_ = st::ext;
+                    } else if (c == '\r') {
+                        st_ = st::size_lf;
+                    } else {
+                        return result::bad;
+                    }
+                    break;
+                }
+                case st::ext:
+                    if (c == '\r') st_ = st::size_lf;
+                    else if (!text(c) || ++line_ > http_detail::max_header_bytes) return result::bad;
+                    break;
+                case st::size_lf:
+                    if (c != '\n') return result::bad;
+                    line_ = 0;
+                    st_ = left_ == 0 ? st::trailer_start : st::data;
+                    break;
+                case st::data_cr:
+                    if (c != '\r') return result::bad;
+                    st_ = st::data_lf;
+                    break;
+                case st::data_lf:
+                    if (c != '\n') return result::bad;
+                    digits_ = 0;
+                    st_ = st::size;
+                    break;
+                case st::trailer_start:
+                    if (c == '\r') {
+                        st_ = st::final_lf;
+                        break;
+                    }
+                    st_ = st::trailer;
+                    [[fallthrough]];
+                case st::trailer:
+                    if (c == '\r') st_ = st::trailer_lf;
+                    else if (!text(c) || ++trailers_ > http_detail::max_header_bytes) return result::bad;
+                    break;
+                case st::trailer_lf:
+                    if (c != '\n') return result::bad;
+                    st_ = st::trailer_start;
+                    break;
+                case st::final_lf:
+                    if (c != '\n') return result::bad;
+                    *this = chunked_skipper();
+                    return result::done;
+                case st::data:
+                    break;  // handled above
+            }
+        }
+        return result::more;
+    }
+
+private:
+    enum class st { size, ext, size_lf, data, data_cr, data_lf, trailer_start, trailer, trailer_lf, final_lf };
+    static int hex(char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') return (c | 0x20) - 'a' + 10;
+        return -1;
+    }
+    static bool text(char c) { return static_cast<unsigned char>(c) >= 0x20 ? c != 0x7f : c == '\t'; }
+
+    st st_ = st::size;
+    std::uint64_t left_ = 0;
+    int digits_ = 0;
+    std::size_t line_ = 0;      // bytes of this chunk's extensions
+    std::size_t trailers_ = 0;  // bytes of trailer lines
+};
+
+namespace http_detail {
+/// "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" for now, formatted once a second per thread.
+inline std::string_view date_line() {
+    thread_local std::time_t at = -1;
+    thread_local char line[64];
+    thread_local std::size_t len = 0;
+    const std::time_t now = std::time(nullptr);
+    if (now != at) {
+        std::tm tm{};
+        ::gmtime_r(&now, &tm);
+        len = std::strftime(line, sizeof line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);  // C locale names
+        at = now;
+    }
+    return std::string_view(line, len);
+}
+}  // namespace http_detail
 
 /// Appends the response to `r` to `out`.
 inline void append_http_response(std::string& out, const http_request& r) {
     out += "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n";
+    out += http_detail::date_line();
     if (!r.keep_alive)
         out += "Connection: close\r\n";
     else if (r.http10)
@@ -199,9 +349,14 @@ inline void http_connection(weft::net::tcp_stream s) {
     static constexpr std::string_view bad_request =
         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
         "Connection: close\r\n\r\nbad request\n";
+    static constexpr std::string_view not_implemented =
+        "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n"
+        "Connection: close\r\n\r\nnot implemented\n";
     char in[http_detail::max_header_bytes + 1024];
     std::size_t have = 0;      // bytes in `in` not yet consumed
     std::uint64_t skip = 0;    // body bytes of the last request still to discard
+    bool in_chunks = false;    // the last request's chunked body is still being skipped
+    chunked_skipper chunks;
     std::string out;
     try {
         for (;;) {
@@ -215,16 +370,28 @@ inline void http_connection(weft::net::tcp_stream s) {
                 pos += k;
                 skip -= k;
                 if (skip != 0) break;
+                if (in_chunks) {
+                    const auto res = chunks.feed(std::string_view(in + pos, have - pos), k);
+                    pos += k;
+                    if (res == chunked_skipper::result::more) break;
+                    in_chunks = false;
+                    if (res == chunked_skipper::result::bad) {
+                        out += bad_request;
+                        close = true;
+                        break;
+                    }
+                }
                 http_request r = parse_http_request(std::string_view(in + pos, have - pos));
                 if (r.state == http_request::status::incomplete) break;
-                if (r.state == http_request::status::bad) {
-                    out += bad_request;
+                if (r.state != http_request::status::complete) {
+                    out += r.state == http_request::status::bad ? bad_request : not_implemented;
                     close = true;
                     break;
                 }
                 append_http_response(out, r);
                 pos += r.header_bytes;
                 skip = r.body_bytes;
+                in_chunks = r.chunked;
                 if (!r.keep_alive) {
                     close = true;
                     break;
