@@ -31,7 +31,8 @@ inline int server_main(int argc, char** argv, const char* name, weft_examples::c
         return 2;
     }
     weft_examples::raise_fd_limit();
-    weft::runtime rt(weft::runtime_options{.workers = workers, .name = name});
+    auto rtp = weft_examples::make_runtime(name, weft::runtime_options{.workers = workers, .name = name});
+    weft::runtime& rt = *rtp;
     weft::net::tcp_listener ln;
     try {
         ln = weft::net::tcp_listener::bind(weft::net::endpoint("127.0.0.1", static_cast<std::uint16_t>(port)), 4096);

@@ -167,10 +167,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "echo_client: %s\nusage: %s\n", e.what(), usage);
         return 2;
     }
-    long conns = weft_examples::number_arg(argc, argv, 2, 0, usage);
-    long secs = weft_examples::number_arg(argc, argv, 3, 0, usage);
-    auto workers = static_cast<std::size_t>(weft_examples::number_arg(argc, argv, 4, 0, usage));
-    long payload = weft_examples::number_arg(argc, argv, 5, 64, usage);
+    long conns = weft_examples::number_arg(argc, argv, 2, 0, usage, 10'000'000);
+    long secs = weft_examples::number_arg(argc, argv, 3, 0, usage, 30L * 24 * 3600);
+    auto workers = static_cast<std::size_t>(weft_examples::number_arg(argc, argv, 4, 0, usage, 1024));
+    long payload = weft_examples::number_arg(argc, argv, 5, 64, usage, 1 << 20);
     if (conns < 1 || secs < 1 || payload < 1 || payload > (1 << 20)) {
         std::fprintf(stderr, "echo_client: need connections >= 1, seconds >= 1, 1 <= payload <= 1 MiB\nusage: %s\n",
                      usage);
@@ -183,7 +183,8 @@ int main(int argc, char** argv) {
         return 1;
     }
 
-    weft::runtime rt(weft::runtime_options{.workers = workers, .name = "echo_client"});
+    auto rtp = weft_examples::make_runtime("echo_client", weft::runtime_options{.workers = workers, .name = "echo_client"});
+    weft::runtime& rt = *rtp;
     std::printf("echo_client: %ld connections to %s, %ld-byte payload, %ld s, %zu workers\n", conns,
                 to.to_string().c_str(), payload, secs, rt.options().workers);
     std::fflush(stdout);

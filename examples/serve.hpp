@@ -11,10 +11,13 @@
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <memory>
 #include <system_error>
 
 #include <weft/error.hpp>
@@ -80,18 +83,30 @@ inline rlim_t raise_fd_limit() {
     return rl.rlim_cur;
 }
 
-/// argv[i] as a non-negative number, `def` when absent; exits with the usage
+/// argv[i] as a number in [0, max], `def` when absent; exits with the usage
 /// line on anything else.
-inline long number_arg(int argc, char** argv, int i, long def, const char* usage) {
+inline long number_arg(int argc, char** argv, int i, long def, const char* usage, long max = LONG_MAX) {
     if (argc <= i) return def;
     char* end = nullptr;
     errno = 0;
     long v = std::strtol(argv[i], &end, 10);
-    if (end == argv[i] || *end != '\0' || v < 0 || errno == ERANGE) {
-        std::fprintf(stderr, "%s: bad argument '%s'\nusage: %s\n", argv[0], argv[i], usage);
+    if (end == argv[i] || *end != '\0' || v < 0 || errno == ERANGE || v > max) {
+        std::fprintf(stderr, "%s: bad argument '%s' (a number from 0 to %ld)\nusage: %s\n", argv[0], argv[i], max,
+                     usage);
         std::exit(2);
     }
     return v;
+}
+
+/// The runtime of an example, or exit(2) with what was wrong (workers over
+/// weft's limit, a bad WEFT_* variable).
+inline std::unique_ptr<weft::runtime> make_runtime(const char* prog, weft::runtime_options o) {
+    try {
+        return std::make_unique<weft::runtime>(std::move(o));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", prog, e.what());
+        std::exit(2);
+    }
 }
 
 /// SIGINT and SIGTERM, blocked in the constructing thread and in every thread
@@ -129,7 +144,8 @@ inline int example_server_main(int argc, char** argv, const char* name, const ch
     auto workers = static_cast<std::size_t>(number_arg(argc, argv, 2, 0, usage));  // 0: WEFT_WORKERS or the CPU count
     raise_fd_limit();
     stop_signals stop;
-    weft::runtime rt(weft::runtime_options{.workers = workers, .name = name});
+    auto rtp = make_runtime(name, weft::runtime_options{.workers = workers, .name = name});
+    weft::runtime& rt = *rtp;
     weft::net::tcp_listener ln;
     try {
         ln = weft::net::tcp_listener::bind(std::string_view(addr), 4096);

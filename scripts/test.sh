@@ -56,10 +56,10 @@ fi
 configure() {
     local dir="$1"
     shift
+    # A directory a failed setup left behind (no coredata.dat) is no build tree:
+    # meson refuses --wipe there, and a plain setup uses it.
     if [ -f "$dir/meson-private/coredata.dat" ]; then
         meson setup --reconfigure "$dir" "$@"
-    elif [ -e "$dir" ]; then
-        meson setup --wipe "$dir" "$@"
     else
         meson setup "$dir" "$@"
     fi

@@ -15,6 +15,10 @@
 #error "weft supports Linux only"
 #endif
 
+#if __cplusplus < 202002L
+#error "weft needs C++20: compile with -std=c++20 (meson: default_options : ['cpp_std=c++20'])"
+#endif
+
 #define WEFT_API __attribute__((visibility("default")))
 
 #if defined(__SANITIZE_ADDRESS__)
