@@ -14,6 +14,10 @@
 //     or, failing both for every candidate, a stack pointer below the usable
 //     range by less than 1 MiB (a frame larger than the guard that faulted past
 //     it). A signal another thread or process sent (si_code <= 0) is never one.
+//     The kernel forces SI_KERNEL for a general protection fault too (a
+//     misaligned SSE access, a non-canonical address) and nothing tells the
+//     two apart: one within 16 KiB of the bottom is reported as an overflow
+//     (16 KiB: a signal frame with AMX state is ~11 KiB).
 //  O2 The candidates are the fiber running() names and, during a switch, the one
 //     switching_from() names: between `current_ = next` and the jump the leaving
 //     fiber's registers are still pushed onto its own stack (worker.hpp).
