@@ -4,8 +4,10 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <new>
 #include <stdexcept>
@@ -211,6 +213,12 @@ void run_and_complete(blocking_job* job) noexcept {
             return 0;
         },
         job, /*run_here=*/false);  // a pool thread is no worker: the fiber goes where an idle worker takes it
+#if WEFT_CHAOS
+    // chaos: stand in for losing the CPU between the two stores (B4 (b)), so that
+    // the fiber's naps run in the TSan build.
+    thread_local unsigned chaos_count = 0;
+    if (++chaos_count % 16 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+#endif
     // release: orders the wake's accesses to the fiber's runtime before the
     // fiber returns (B4 (b)). The last touch of the job.
     job->done.store(blocking_job::released, std::memory_order_release);
@@ -265,8 +273,22 @@ void blocking_execute(blocking_job* job) {
         const std::uint32_t d = job->done.load(std::memory_order_acquire);
         if (d == blocking_job::released) return;
         if (d == blocking_job::woken) {  // B4 (b): the pool thread is finishing the wake
-            if (++spins < 64) __builtin_ia32_pause();
-            else this_fiber::yield();
+            // A few stores away, unless its thread lost the CPU there: then yielding in
+            // a loop would hold this worker for the time slice. Pause, yield, then
+            // sleep, 1 us doubling to 1 ms, in a park nobody ends early and that
+            // shutdown cannot cancel (the job lives in this frame until `released`).
+            ++spins;
+            if (spins < 64) {
+                __builtin_ia32_pause();
+            } else if (spins < 80) {
+                this_fiber::yield();
+            } else {
+                const std::int64_t nap_ns = std::int64_t{1000} << std::min(spins - 80, 10);
+                // relaxed: as below; the loop re-reads with acquire.
+                (void)park_if(
+                    &job->done, [job] { return job->done.load(std::memory_order_relaxed) == blocking_job::woken; },
+                    deadline_after_ns(nap_ns), "spawn_blocking", /*cancellable=*/false);
+            }
             continue;
         }
         (void)park_if(

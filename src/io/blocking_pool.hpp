@@ -39,7 +39,10 @@
 //     (b) When unpark_one_on has returned, the pool thread stores 2 and then
 //     touches neither the job nor the fiber's runtime again. The fiber
 //     returns (popping the frame that holds the job) only once it sees 2; on
-//     seeing 1 it yields until then, which takes microseconds. Why not return
+//     seeing 1 it pauses, then yields, then naps (uncancellable timed parks,
+//     1 us doubling to 1 ms) until then, which takes microseconds unless the
+//     pool thread lost its CPU in between: the naps keep that case from
+//     holding the worker in a yield loop for a time slice. Why not return
 //     on 1: waking a fiber from a plain thread (schedule_woken -> post ->
 //     idle_set::notify_one) still reads the runtime's idle set and workers
 //     after the fiber is runnable; a fiber that returned at once could let
