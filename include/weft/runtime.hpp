@@ -58,7 +58,9 @@ struct runtime_stats {
     /// released it, which can be a moment after join() or block_on() has
     /// returned its result: read it right after, it may still say 1.
     std::uint64_t fibers_alive = 0;
-    std::uint64_t fibers_runnable = 0;  ///< queued (deques, LIFO slots, injector)
+    /// Queued (deques, LIFO slots, injector). Not counted: fibers that yielded
+    /// and wait in their worker's private round-robin ring.
+    std::uint64_t fibers_runnable = 0;
     std::uint64_t fibers_parked = 0;    ///< suspended in a blocking call
     std::uint64_t spawned = 0;          ///< fibers ever spawned
     std::uint64_t switches = 0;         ///< context switches into fibers
@@ -82,6 +84,15 @@ class join_handle;
 /// joins the workers. It is idempotent. It must not be called from one of
 /// the runtime's own fibers (that aborts with a message: it would wait for
 /// itself), nor from a spawn_blocking job one of them waits for (the same).
+/// Waits that are not cancellation points (std's: mutex lock(), a
+/// condition_variable re-taking its mutex, thread::join(), a future's
+/// destructor) are not interrupted: a fiber in one waits for what it waits
+/// for, and shutdown() for that fiber. A mutex held by another runtime's
+/// fiber or a plain thread can therefore hold shutdown() up until released.
+/// The destructor run on one of the runtime's own fibers (std::exit() on a
+/// fiber, with the runtime a global) does not shut down: the workers are
+/// abandoned, as the default runtime's are at exit, and exit() keeps its
+/// status.
 ///
 /// fork(): as with std::thread, a runtime's threads do not exist in the child
 /// of a fork(), so a runtime created before it must not be used there (not

@@ -25,6 +25,10 @@ namespace weft {
 ///  - join() may suspend the calling fiber (or blocks a plain thread). It throws
 ///    fiber_error(resource_deadlock_would_occur) on self-join and
 ///    fiber_error(invalid_argument) when not joinable; detach() likewise.
+///    Like std::thread::join it cannot be interrupted: runtime::shutdown()
+///    does not cancel it (it cancels the joined thread's blocking calls
+///    instead, and waits for both), so no joinable thread is left behind by
+///    a cancellation.
 class WEFT_API thread {
 public:
     using id = fiber_id;

@@ -64,7 +64,10 @@ thread& thread::operator=(thread&& o) noexcept {
 
 void thread::join() {
     if (!ref_) throw fiber_error(std::make_error_code(std::errc::invalid_argument), "thread::join: not joinable");
-    ref_.join();
+    // Not a cancellation point, as std::thread::join cannot be interrupted: a join
+    // that threw operation_cancelled left the thread joinable, and the unwinding
+    // (~thread, or ~jthread's noexcept join) terminated (found by review).
+    ref_.join(/*cancellable=*/false);
     ref_.reset();
 }
 

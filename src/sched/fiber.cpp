@@ -1,6 +1,7 @@
 #include "sched/fiber.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <cstdio>
 #include <exception>
 #include <ostream>
@@ -134,7 +135,7 @@ bool fiber_ref::is_finished() const noexcept {
     return f_->finished.load(std::memory_order_acquire);  // acquire: pairs with the release in finish_and_wake_joiners (F2)
 }
 
-void fiber_ref::join() const {
+void fiber_ref::join(bool cancellable) const {
     fiber* f = f_;
     if (f->finished.load(std::memory_order_acquire)) return;  // acquire: F2
     waiter me = make_waiter();
@@ -146,7 +147,8 @@ void fiber_ref::join() const {
         return;
     }
     f->joiners.push_back(me);
-    if (park_waiter(me, f->join_lock, "join") == wake_reason::cancelled) {
+    if (park_waiter(me, f->join_lock, "join", std::numeric_limits<std::int64_t>::max(), cancellable) ==
+        wake_reason::cancelled) {
         f->join_lock.lock();
         if (me.linked) f->joiners.remove(me);  // Q3
         f->join_lock.unlock();

@@ -340,12 +340,43 @@ runtime_stats runtime_impl::stats() const {
 }
 
 namespace {
+/// The length of the well-formed UTF-8 sequence at the front of s (RFC 3629:
+/// no overlongs, no surrogates, at most U+10FFFF), or 0.
+std::size_t utf8_sequence(std::string_view s) {
+    const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+    const unsigned char c = b(0);
+    std::size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range
+    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4) n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else return 0;
+    if (s.size() < n || b(1) < lo || b(1) > hi) return 0;
+    for (std::size_t i = 2; i < n; ++i)
+        if (b(i) < 0x80 || b(i) > 0xbf) return 0;
+    return n;
+}
+
+/// s as a JSON string: quotes, backslashes and control characters escaped;
+/// a byte that is not part of well-formed UTF-8 becomes U+FFFD (JSON text is
+/// Unicode: a Latin-1 name made the whole dump unparsable).
 void json_string(std::ostringstream& os, std::string_view s) {
     os << '"';
-    for (char c : s) {
-        if (c == '"' || c == '\\') os << '\\' << c;
-        else if (static_cast<unsigned char>(c) < 0x20) os << "\\u00" << "0123456789abcdef"[(c >> 4) & 0xf] << "0123456789abcdef"[c & 0xf];
-        else os << c;
+    for (std::size_t i = 0; i < s.size();) {
+        const char c = s[i];
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x80) {
+            if (c == '"' || c == '\\') os << '\\' << c;
+            else if (u < 0x20 || u == 0x7f) os << "\\u00" << "0123456789abcdef"[u >> 4] << "0123456789abcdef"[u & 0xf];
+            else os << c;
+            ++i;
+        } else if (const std::size_t n = utf8_sequence(s.substr(i)); n != 0) {
+            os << s.substr(i, n);
+            i += n;
+        } else {
+            os << "\\ufffd";
+            ++i;
+        }
     }
     os << '"';
 }
@@ -404,6 +435,15 @@ runtime::runtime() : runtime(runtime_options{}) {}
 runtime::runtime(runtime_options opts) : impl_(new detail::runtime_impl(*this, std::move(opts))) {}
 
 runtime::~runtime() {
+    if (detail::worker* w = detail::worker::current(); w && &w->rt() == impl_) {
+        // exit() on one of its fibers (a global runtime's destructor runs there), or a
+        // fiber destroying its own runtime: shutdown would wait for itself. Its workers
+        // are abandoned, as the default runtime's are at exit, and exit() keeps its
+        // status (it aborted). The runtime stays allocated for them.
+        detail::log().debug("runtime '{}' destroyed on one of its own fibers: its workers are abandoned",
+                            impl_->opts.name);
+        return;
+    }
     impl_->shutdown();
     delete impl_;
 }

@@ -38,8 +38,10 @@ std::shared_ptr<spdlog::logger> make_logger() {
 }  // namespace
 
 spdlog::logger& log() {
-    static std::shared_ptr<spdlog::logger> lg = make_logger();
-    return *lg;
+    // Leaked: fibers of the default runtime (never shut down) may still log while
+    // static destructors run at exit (a use after free, found by review).
+    static std::shared_ptr<spdlog::logger>* const lg = new std::shared_ptr<spdlog::logger>(make_logger());
+    return **lg;
 }
 
 void check_failed(const char* func, const char* expr, const char* file, int line, int err) noexcept {

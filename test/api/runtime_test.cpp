@@ -456,6 +456,75 @@ TEST_P(RuntimeTest, DumpJsonListsYieldingFibers) {
     EXPECT_EQ(rt.dump_json().find("yielder"), std::string::npos);
 }
 
+TEST_P(RuntimeTest, DumpJsonIsValidUtf8WhateverTheNames) {
+    // A name is bytes; JSON text is Unicode. A Latin-1 name made the whole dump
+    // unparsable (found by review); now each stray byte is U+FFFD, and
+    // well-formed UTF-8, quotes, backslashes and control characters survive.
+    std::atomic<bool> go{false};
+    std::atomic<int> named{0};
+    std::vector<weft::join_handle<void>> hs;
+    for (const char* name : {"caf\xe9", "\xe2\x82", "\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82", "q\"b\\c\x01\x7f",
+                             "\xed\xa0\x80", "\xc0\xaf"}) {
+        hs.push_back(rt.spawn([&, name] {
+            weft::this_fiber::set_name(name);
+            weft::this_fiber::yield();
+            named.fetch_add(1);
+            yield_until([&] { return go.load(); });
+        }));
+    }
+    ASSERT_TRUE(eventually([&] { return named.load() == 6; }));
+    const std::string dump = rt.dump_json();
+    go.store(true);
+    for (auto& h : hs) h.join();
+    EXPECT_NE(dump.find("\"caf\\ufffd\""), std::string::npos) << dump;
+    EXPECT_NE(dump.find("\"\\ufffd\\ufffd\""), std::string::npos) << dump;  // a cut-off sequence: each byte
+    EXPECT_NE(dump.find("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82"), std::string::npos) << dump;
+    EXPECT_NE(dump.find("q\\\"b\\\\c\\u0001\\u007f"), std::string::npos) << dump;
+    EXPECT_NE(dump.find("\"\\ufffd\\ufffd\\ufffd\""), std::string::npos) << dump;  // a surrogate, encoded
+    // Every byte of the dump is ASCII or part of well-formed UTF-8.
+    for (std::size_t i = 0; i < dump.size();) {
+        const auto c = static_cast<unsigned char>(dump[i]);
+        const std::size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+        ASSERT_NE(n, 0u) << "byte " << i << " of " << dump;
+        for (std::size_t k = 1; k < n; ++k) ASSERT_EQ(static_cast<unsigned char>(dump[i + k]) & 0xc0, 0x80) << i;
+        i += n;
+    }
+}
+
+// std::thread::join cannot be interrupted, and neither can weft::thread's: a
+// join that shutdown() cancelled threw, left the thread joinable, and the
+// unwinding (~thread, ~jthread) terminated the process (found by review).
+TEST(RuntimeShutdown, AFiberJoiningAThreadIsNotLeftWithAJoinableThread) {
+    for (const bool computing : {true, false}) {
+        weft::runtime rt(weft::runtime_options{.workers = 2, .stall_warning = std::chrono::milliseconds(-1)});
+        std::atomic<bool> joined{false};
+        std::atomic<bool> joining{false};
+        weft::channel<int> never;
+        rt.spawn([&, computing] {
+            {
+                weft::jthread j([&, computing] {
+                    if (computing) {
+                        const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+                        while (std::chrono::steady_clock::now() < end) {
+                        }
+                    } else {
+                        (void)never.recv();  // parked: cancelled by shutdown
+                    }
+                });
+                weft::thread t([] { weft::this_fiber::yield(); });
+                joining.store(true);
+                t.join();
+                EXPECT_FALSE(t.joinable());
+            }  // ~jthread joins
+            joined.store(true);
+        }).detach();
+        ASSERT_TRUE(eventually([&] { return joining.load(); }));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        rt.shutdown();  // terminated before
+        EXPECT_TRUE(joined.load() || !computing) << "computing: the joins ran to their end";
+    }
+}
+
 // --- error types ------------------------------------------------------------
 
 TEST(ErrorCategory, NameIsWeftAndMessagesAreNonEmpty) {

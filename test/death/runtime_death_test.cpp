@@ -3,8 +3,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <new>
+#include <stdexcept>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <weft/weft.hpp>
@@ -24,6 +29,43 @@ TEST(RuntimeDeathTest, ShutdownFromItsOwnFiberAborts) {
 // The same from a spawn_blocking job that one of the runtime's fibers waits
 // for: shutdown() would wait for that fiber, which waits for the job (it hung
 // in silence before; found by review).
+// std::exit() on a fiber of a global runtime runs the runtime's destructor on
+// that fiber: it aborted ("would wait for itself") and lost the exit status.
+// Now the workers are abandoned, as the default runtime's are at exit.
+TEST(RuntimeDeathTest, ExitOnAFiberOfAGlobalRuntimeKeepsItsStatus) {
+    EXPECT_EXIT(
+        {
+            static weft::runtime* global = nullptr;
+            alignas(weft::runtime) static unsigned char storage[sizeof(weft::runtime)];
+            global = new (storage) weft::runtime(weft::runtime_options{.workers = 2});
+            std::atexit([] { global->~runtime(); });  // what a global's destructor is
+            global->block_on([] { std::exit(3); });
+        },
+        testing::ExitedWithCode(3), "");
+}
+
+// Fibers of the default runtime, never shut down, still log while static
+// destructors run at exit: the logger was destroyed under them (a crash).
+TEST(RuntimeDeathTest, DefaultRuntimeFibersMayLogDuringExit) {
+    // A fresh process (re-executed), so that the slow exit hook is registered
+    // before the logger exists and runs after the logger's static would be gone.
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_EXIT(
+        {
+            std::atexit([] { std::this_thread::sleep_for(std::chrono::milliseconds(200)); });  // a slow destructor
+            static std::atomic<bool> stop{false};
+            weft::spawn([] {
+                while (!stop.load()) {
+                    weft::spawn([] { throw std::runtime_error("unobserved"); });  // logged at error level
+                    weft::this_fiber::sleep_for(std::chrono::microseconds(100));
+                }
+            });
+            weft::this_fiber::sleep_for(std::chrono::milliseconds(20));
+            std::exit(0);
+        },
+        testing::ExitedWithCode(0), "");
+}
+
 TEST(RuntimeDeathTest, ShutdownFromABlockingJobOfItsOwnFiberAborts) {
     EXPECT_EXIT(
         {

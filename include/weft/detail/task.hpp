@@ -61,8 +61,10 @@ public:
     fiber_id id() const noexcept;
     bool is_finished() const noexcept;
     /// Waits until the fiber has finished. May suspend (fiber) or block (thread).
-    /// Throws fiber_error(resource_deadlock_would_occur) when called by the fiber itself.
-    void join() const;
+    /// Throws fiber_error(resource_deadlock_would_occur) when called by the fiber
+    /// itself, and, if `cancellable`, operation_cancelled when shutdown cancels
+    /// the waiting fiber.
+    void join(bool cancellable = true) const;
 
 private:
     fiber* f_ = nullptr;
