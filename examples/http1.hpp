@@ -17,8 +17,10 @@
 /// chunked gets 501. Anything malformed (a bad request line or header, bare
 /// LF line ends, a missing Host in HTTP/1.1, conflicting Content-Length
 /// values, Content-Length beside Transfer-Encoding, Transfer-Encoding in
-/// HTTP/1.0, a bad chunk, or headers over 8 KiB) gets 400. Both close the
-/// connection. Responses carry Date (RFC 9110 6.6.1). Public API only.
+/// HTTP/1.0, or headers over 8 KiB) gets 400. Both close the connection. A
+/// malformed chunk closes it too, with no 400: its request was answered when
+/// its head came (a second answer would be taken for the next request's).
+/// Responses carry Date (RFC 9110 6.6.1). Public API only.
 /// Tested by test/api/http1_test.cpp.
 #pragma once
 
@@ -206,10 +208,14 @@ inline http_request parse_http_request(std::string_view in) {
     return r;
 }
 
-/// Skips a chunked body (RFC 9112 7.1) fed in pieces of any size: chunk
-/// sizes in hex (at most 15 digits), extensions after ';', data, CRLFs, the
-/// last chunk, then trailer lines up to a blank line. Extensions and trailers
-/// are bounded like headers; anything else malformed is `bad`.
+/// Skips a chunked body (RFC 9112 7.1) fed in pieces of any size, as
+/// strictly as the RFC's grammar: a chunk size in hex (at most 15 significant
+/// digits), optional whitespace then ";" extensions, CRLF, the data, CRLF;
+/// after the last chunk, trailer lines that are header fields ("name:
+/// value"), then a blank line. The size line with its extensions and the
+/// trailers are bounded like headers; anything else malformed is `bad`
+/// (a lenient reading, "1 0" as 1, is how a proxy and a server come to frame
+/// one stream differently).
 class chunked_skipper {
 public:
     enum class result { more, done, bad };
@@ -227,30 +233,33 @@ public:
                 continue;
             }
             ++used;
+            if (st_ <= st::ext && ++line_ > http_detail::max_header_bytes) return result::bad;
+            if (st_ >= st::trailer_name && st_ <= st::trailer_value && ++trailers_ > http_detail::max_header_bytes)
+                return result::bad;
             switch (st_) {
                 case st::size: {
                     const int v = hex(c);
                     if (v >= 0) {
-                        if (++digits_ > 15) return result::bad;
+                        if ((left_ != 0 || v != 0) && ++significant_ > 15) return result::bad;
                         left_ = left_ * 16 + static_cast<std::uint64_t>(v);
-                    } else if (digits_ == 0) {
-                        return result::bad;
-                    } else if (c == ';' || c == ' ' || c == '\t') {
-                        st_ = st::ext;
-                    } else if (c == '\r') {
-                        st_ = st::size_lf;
-                    } else {
-                        return result::bad;
+                        digits_ = true;
+                        break;
                     }
-                    break;
+                    if (!digits_) return result::bad;
+                    st_ = st::size_ws;
+                    [[fallthrough]];
                 }
+                case st::size_ws:  // BWS before ";"
+                    if (c == ';') st_ = st::ext;
+                    else if (c == '\r') st_ = st::size_lf;
+                    else if (c != ' ' && c != '\t') return result::bad;
+                    break;
                 case st::ext:
                     if (c == '\r') st_ = st::size_lf;
-                    else if (!text(c) || ++line_ > http_detail::max_header_bytes) return result::bad;
+                    else if (!text(c)) return result::bad;
                     break;
                 case st::size_lf:
                     if (c != '\n') return result::bad;
-                    line_ = 0;
                     st_ = left_ == 0 ? st::trailer_start : st::data;
                     break;
                 case st::data_cr:
@@ -259,7 +268,9 @@ public:
                     break;
                 case st::data_lf:
                     if (c != '\n') return result::bad;
-                    digits_ = 0;
+                    digits_ = false;
+                    significant_ = 0;
+                    line_ = 0;
                     st_ = st::size;
                     break;
                 case st::trailer_start:
@@ -267,11 +278,17 @@ public:
                         st_ = st::final_lf;
                         break;
                     }
-                    st_ = st::trailer;
-                    [[fallthrough]];
-                case st::trailer:
+                    if (!http_detail::is_tchar(static_cast<unsigned char>(c))) return result::bad;
+                    ++trailers_;
+                    st_ = st::trailer_name;
+                    break;
+                case st::trailer_name:
+                    if (c == ':') st_ = st::trailer_value;
+                    else if (!http_detail::is_tchar(static_cast<unsigned char>(c))) return result::bad;
+                    break;
+                case st::trailer_value:
                     if (c == '\r') st_ = st::trailer_lf;
-                    else if (!text(c) || ++trailers_ > http_detail::max_header_bytes) return result::bad;
+                    else if (!text(c)) return result::bad;
                     break;
                 case st::trailer_lf:
                     if (c != '\n') return result::bad;
@@ -289,7 +306,9 @@ public:
     }
 
 private:
-    enum class st { size, ext, size_lf, data, data_cr, data_lf, trailer_start, trailer, trailer_lf, final_lf };
+    // In this order: the size line's states first, then the trailer's (feed's bounds).
+    enum class st { size, size_ws, ext, size_lf, data, data_cr, data_lf, trailer_start, trailer_name, trailer_value,
+                    trailer_lf, final_lf };
     static int hex(char c) {
         if (c >= '0' && c <= '9') return c - '0';
         if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') return (c | 0x20) - 'a' + 10;
@@ -299,8 +318,9 @@ private:
 
     st st_ = st::size;
     std::uint64_t left_ = 0;
-    int digits_ = 0;
-    std::size_t line_ = 0;      // bytes of this chunk's extensions
+    bool digits_ = false;
+    int significant_ = 0;       // digits after leading zeros
+    std::size_t line_ = 0;      // bytes of this chunk's size line
     std::size_t trailers_ = 0;  // bytes of trailer lines
 };
 
@@ -375,8 +395,7 @@ inline void http_connection(weft::net::tcp_stream s) {
                     pos += k;
                     if (res == chunked_skipper::result::more) break;
                     in_chunks = false;
-                    if (res == chunked_skipper::result::bad) {
-                        out += bad_request;
+                    if (res == chunked_skipper::result::bad) {  // its request has its answer: just close
                         close = true;
                         break;
                     }

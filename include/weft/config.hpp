@@ -15,7 +15,7 @@
 #error "weft supports Linux only"
 #endif
 
-#if __cplusplus < 202002L
+#if __cplusplus < 201709L  // GCC 10 gives 201709L under -std=c++20
 #error "weft needs C++20: compile with -std=c++20 (meson: default_options : ['cpp_std=c++20'])"
 #endif
 

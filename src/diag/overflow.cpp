@@ -51,15 +51,21 @@ enum class overflow_sign {
 
 constexpr std::uintptr_t signal_frame_room = 16 * 1024;  // an x86-64 frame with AVX-512 state is ~3.5 KiB
 
+constexpr long trap_stack_segment = 12;        // #SS: a non-canonical stack address
+constexpr long trap_general_protection = 13;  // #GP: a non-canonical address, a misaligned SSE access
+
 /// O1/O2 (overflow.hpp): the precise signs first (the fault in f's guard, or no
 /// room for a signal frame at f's bottom); `sp_below` only when `precise` is false.
-overflow_sign sign_of(const fiber* f, std::uintptr_t addr, std::uintptr_t sp, int code, bool precise) noexcept {
+overflow_sign sign_of(const fiber* f, std::uintptr_t addr, std::uintptr_t sp, int code, long trapno,
+                      bool precise) noexcept {
     if (!f || !f->stk.map_base) return overflow_sign::none;
     const auto map_lo = reinterpret_cast<std::uintptr_t>(f->stk.map_base);
     const auto lo = reinterpret_cast<std::uintptr_t>(f->stk.lo());
     if (precise) {
         if (addr >= map_lo && addr < lo) return overflow_sign::guard;
-        if (code == SI_KERNEL && sp >= map_lo && sp < lo + signal_frame_room) return overflow_sign::no_room;
+        if (code == SI_KERNEL && trapno != trap_general_protection && trapno != trap_stack_segment && sp >= map_lo &&
+            sp < lo + signal_frame_room)
+            return overflow_sign::no_room;
         return overflow_sign::none;
     }
     constexpr std::uintptr_t slack = 1u << 20;
@@ -124,12 +130,14 @@ extern "C" void weft_fiber_stack_overflow_detected(int sig, siginfo_t* info, voi
             auto* uc = static_cast<ucontext_t*>(uctx);
             const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
             const auto sp = static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+            const long trapno = static_cast<long>(uc->uc_mcontext.gregs[REG_TRAPNO]);
             // O2: the fiber being left owns the stack while its registers are saved,
             // though running() already names the next one.
             const fiber* const candidates[2] = {w->running(), w->switching_from()};
             for (const bool precise : {true, false})
                 for (const fiber* f : candidates)
-                    if (const overflow_sign s = sign_of(f, addr, sp, info->si_code, precise); s != overflow_sign::none)
+                    if (const overflow_sign s = sign_of(f, addr, sp, info->si_code, trapno, precise);
+                        s != overflow_sign::none)
                         report(f, s);
         }
     }

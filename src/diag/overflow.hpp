@@ -14,10 +14,11 @@
 //     or, failing both for every candidate, a stack pointer below the usable
 //     range by less than 1 MiB (a frame larger than the guard that faulted past
 //     it). A signal another thread or process sent (si_code <= 0) is never one.
-//     The kernel forces SI_KERNEL for a general protection fault too (a
-//     misaligned SSE access, a non-canonical address) and nothing tells the
-//     two apart: one within 16 KiB of the bottom is reported as an overflow
-//     (16 KiB: a signal frame with AMX state is ~11 KiB).
+//     The kernel reports a general protection or stack-segment fault (a
+//     misaligned SSE access, a non-canonical address) as SI_KERNEL too; its
+//     trap number (13, 12; the no-room case carries the thread's last, usually
+//     0) keeps it from being called an overflow, which a stale 13 could only
+//     make a missed report. 16 KiB: a signal frame with AMX state is ~11 KiB.
 //  O2 The candidates are the fiber running() names and, during a switch, the one
 //     switching_from() names: between `current_ = next` and the jump the leaving
 //     fiber's registers are still pushed onto its own stack (worker.hpp).
@@ -31,9 +32,15 @@
 //  (meson.build) are the defence (context/stack.hpp).
 //
 // Ownership: the handler reads only the faulting thread's own worker state
-// (tls_worker, initial-exec TLS) and the running fiber's immutable stack
-// geometry and name (the name is written only by that fiber, which is the one
-// that faulted). No locks, no allocation: async-signal-safe.
+// (tls_worker, initial-exec TLS) and the candidates' immutable stack geometry
+// and names (a name is written only by its fiber, here the one that faulted or
+// the one whose registers were being saved). The plain fields current_ and
+// pending_fiber_ are read on the thread that wrote them: a signal sees that
+// thread's program order, and the "memory" clobber of the switch's asm keeps
+// the stores ahead of the register pushes. pending_fiber_ is cleared after the
+// switch, before the fiber it names can be unlocked, resumed elsewhere or
+// freed, so it never names a fiber that is gone. No locks, no allocation:
+// async-signal-safe.
 //
 // Lifecycle: install_overflow_handler() once per process (first runtime);
 // install_thread_altstack()/remove_thread_altstack() per worker thread.

@@ -17,7 +17,7 @@
 //     nothing else to run) changed between two looks at least `stall_warning`
 //     apart. Idle workers have running_id == 0.
 //  S2 One warning per episode: a worker is reported again only after it has
-//     switched.
+//     made progress (S1: switched, or yielded with nobody to yield to).
 //  S3 The monitor never touches a fiber object it does not know alive: the
 //     name comes from the registry under its shard lock (R5); a fiber that
 //     never parked is named by id only.

@@ -131,8 +131,15 @@ TEST(Http1Parser, SkipsChunkedBodiesInAnySplit) {
     EXPECT_EQ(skip_chunks("0\r\n\r\n", 1), 5u);
     EXPECT_EQ(skip_chunks("0\r\n\r", 100), std::string_view::npos) << "not yet ended";
     for (const char* bad : {"x\r\n", "\r\n", "5\r\nhelloX\r\n", "5\nhello\r\n", "0\r\nTrailer\n\r\n",
-                            "1234567890abcdef0\r\n"}) {
+                            "1234567890abcdef0\r\n",
+                            // Leniencies a proxy may read otherwise (found by review):
+                            "5 junk\r\nhello\r\n", "1 0\r\nx\r\n", "0\r\nnot a header\r\n\r\n", "0\r\n: v\r\n\r\n"}) {
         EXPECT_EQ(skip_chunks(bad, 100), std::size_t(-2)) << bad;
+    }
+    for (const std::string ok : {"5 ;a=b\r\nhello\r\n0\r\n\r\n", "0000000000000005\r\nhello\r\n0\r\n\r\n",
+                                 "0\r\nX-T: 1\r\nY:\r\n\r\n"}) {
+        EXPECT_EQ(skip_chunks(ok, 1), ok.size()) << ok;
+        EXPECT_EQ(skip_chunks(ok, 100), ok.size()) << ok;
     }
     // A chunk size that takes 60 bits: skipped as counted, no overflow.
     chunked_skipper sk;
@@ -168,6 +175,18 @@ TEST_P(Http1Test, ExpectContinueIsAnsweredAndTheConnectionClosed) {
     });
     EXPECT_EQ(count(got, "HTTP/1.1 200 OK"), 1) << got;
     EXPECT_EQ(count(got, "Connection: close"), 1) << got;
+}
+
+TEST_P(Http1Test, ABadChunkClosesWithoutASecondAnswer) {
+    // The 200 went out when the head came; a 400 after it would be taken, by a
+    // pipelining client, for the answer to its next request (found by review).
+    const std::string got = rt.block_on([] {
+        return exchange(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n"
+            "GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+    });
+    EXPECT_EQ(count(got, "HTTP/1.1 "), 1) << got;
+    EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
 }
 
 TEST_P(Http1Test, AnUnknownTransferCodingIs501) {

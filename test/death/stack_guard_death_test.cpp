@@ -207,6 +207,19 @@ TEST(StackGuardDeathTest, ASignalWithNoRoomForItsFrameIsReportedAsAnOverflow) {
         "weft: fiber [0-9]+ 'nearly-full' overflowed its 64 KiB stack \\(no room left for a signal frame");
 }
 
+// O1: a general protection fault (here a non-canonical address, as a pointer
+// into poisoned memory gives) also arrives as SI_KERNEL with no address; near
+// the bottom of a stack it was reported as "no room for a signal frame"
+// (found by review). Its trap number tells it apart.
+TEST(StackGuardDeathTest, AWildPointerNearTheBottomIsNoOverflow) {
+    EXPECT_EXIT(near_the_bottom(8192,
+                                [] {
+                                    volatile long* volatile p = reinterpret_cast<long*>(0xdead000000000000ULL);
+                                    (void)*p;
+                                }),
+                died_of_segv, not_contains("overflowed"));
+}
+
 // O3: a SIGSEGV sent to a fiber's thread (no fault to re-run) with no earlier
 // handler kills the process, as it would without weft. It was swallowed, and
 // weft's handler uninstalled for good.
