@@ -374,7 +374,8 @@ fiber* worker::spin() noexcept {
     // a worker that is only ever woken for one timer or one fiber (a fiber sleeping
     // in a loop: every wake-up ends with both workers spinning in vain) soon spends
     // ~1 us per miss, not 50 (measured: 200 us sleeps in a loop, 2 workers, 31% of
-    // a core before).
+    // a core before). A sleep that work ended within 50 us widens it too (sleep()):
+    // otherwise a window at its floor could never grow back.
     if (rt_.workers.size() == 1 || rt_.io.active()) return nullptr;
     const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_window_ns_);
     do {
@@ -401,6 +402,7 @@ void worker::sleep() noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // StoreLoad: state_ RMW before the re-scan (idle.hpp D2)
     if (rt_.any_work_visible()) rt_.idle.notify_one();  // may wake ourselves
     bump(n_sleeps);
+    const std::int64_t slept_at = now_ns();  // spin(): a wake soon after means spinning would have paid
     for (;;) {
         const std::uint32_t word = sleep_word.load(std::memory_order_acquire);  // acquire: pairs with the waker's release
         if (word == 0 || rt_.stopping()) break;
@@ -449,6 +451,11 @@ void worker::sleep() noexcept {
     }
     sleep_deadline_.store(timer_queue::none, std::memory_order_relaxed);  // relaxed: a hint for nudgers
     searching_ = true;  // D3: a woken worker is counted as searching
+    // Woken for work within a spin window's reach: a window that long would have
+    // caught it without the futex round trip. Widen it (spin()), so that hand-offs
+    // that begin after an idle stretch (the window at its floor) win it back.
+    if (const std::int64_t slept = now_ns() - slept_at; slept < spin_max_ns)
+        spin_window_ns_ = std::min(spin_max_ns, std::max(spin_window_ns_ * 2, slept * 2));
 }
 
 worker::epoll_sleep worker::sleep_in_epoll(std::int64_t timeout_ns) noexcept {

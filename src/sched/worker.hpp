@@ -120,8 +120,9 @@ public:
     static constexpr std::uint32_t fairness_interval = 61;  // prime, as Go's schedtick % 61
     static constexpr std::uint32_t lifo_max_streak = 16;
     // A searching worker looks up to spin_window_ before sleeping: spin_max_ns after a
-    // spin that found work, halved by each spin that found none, down to spin_min_ns
-    // (spin()).
+    // spin that found work, halved by each spin that found none, down to spin_min_ns;
+    // doubled (to at least twice the sleep) by a sleep that work ended within
+    // spin_max_ns (spin(), sleep()).
     static constexpr std::int64_t spin_max_ns = 50'000;
     static constexpr std::int64_t spin_min_ns = 1'000;
     static constexpr std::int64_t io_poll_interval_ns = 200'000;  // W7
