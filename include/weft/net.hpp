@@ -185,8 +185,8 @@ WEFT_API std::ostream& operator<<(std::ostream& os, const endpoint& e);
 /// ("[::1]", as a URL writes it). Throws std::invalid_argument, before any
 /// lookup, for a numeric host that is not a literal endpoint accepts
 /// ("127.1", "0x7f.1": shorthands getaddrinfo would read), for brackets
-/// around anything but an IPv6 literal, and for a host holding a space or a
-/// control character ("localhost\n"); and whatever spawn_blocking throws
+/// around anything but an IPv6 literal, and for a host holding a space, a
+/// control character or a bracket ("localhost\n"); and whatever spawn_blocking throws
 /// (its pool's configuration errors). Not cancellable and without a timeout
 /// of its own: a fiber waits for getaddrinfo, and runtime::shutdown() waits
 /// for the lookup to end. The result has no duplicates, in getaddrinfo's

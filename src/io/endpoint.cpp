@@ -330,10 +330,10 @@ std::vector<endpoint> resolve(std::string_view host, std::uint16_t port) {
     // newline. Refused before any lookup, so the mistake is named, not "not found".
     if (std::any_of(name.begin(), name.end(), [](char c) {
             const auto u = static_cast<unsigned char>(c);
-            return u <= 0x20 || u == 0x7f;
+            return u <= 0x20 || u == 0x7f || c == '[' || c == ']';
         }))
         throw std::invalid_argument("weft::net::resolve: " + quoted(host) +
-                                    " holds a space or a control character; no host name does");
+                                    " holds a space, a control character or a bracket; no host name does");
     {
         // getaddrinfo also reads inet_aton's shorthands ("127.1", "0x7f.1", "2130706433"),
         // which endpoint refuses; answering them would let a checked literal and the

@@ -338,7 +338,7 @@ TEST(NetResolveTest, OnAPlainThread) {
     ASSERT_EQ(bracketed.size(), 1u);
     EXPECT_EQ(bracketed[0], endpoint::parse("[::1]:7"));
     for (const std::string_view odd : {"[::1"sv, "[]"sv, "["sv, "[127.0.0.1]"sv, "[localhost]"sv, "[::1]:80"sv,
-                                       "localhost\n"sv, " localhost"sv, "local host"sv, "localhost\t"sv}) {
+                                       "localhost\n"sv, " localhost"sv, "local host"sv, "localhost\t"sv, "a]b"sv, "::1]"sv}) {
         try {
             (void)weft::net::resolve(odd, 80);
             ADD_FAILURE() << "resolved " << odd;
