@@ -10,9 +10,10 @@
 # WEFT_BUILD_DIR=path changes the build directory prefix (default: build,
 # so build/, build-asan/, build-tsan/).
 # Arguments after `--` go to `meson test` (e.g. -- --suite api).
-# The last line printed is always "N passed, M failed" (meson test
-# executables, summed over the variants); the exit status is non-zero if
-# anything failed, including a failed configure or build.
+# The last line printed is "N passed, M failed" (meson test executables,
+# summed over the variants; not after --help or a bad argument, which print
+# the usage); the exit status is non-zero if anything failed, including a
+# failed configure or build.
 set -uo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

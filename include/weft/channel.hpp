@@ -83,7 +83,8 @@ public:
 
     /// A channel holding up to `capacity` values; 0 (the default) is a
     /// rendezvous channel. Throws std::bad_alloc, or std::length_error for a
-    /// capacity whose buffer could not be addressed.
+    /// capacity whose buffer could not be addressed. Never suspends (nor does
+    /// unbounded()); callable from fibers and plain threads.
     explicit channel(std::size_t capacity = 0)
         : c_(detail::chan_create(capacity, false, &detail::elem_ops_for<T>)) {}
 

@@ -13,7 +13,10 @@
 ///    again (std requires the lock on every exit).
 ///  - Waiting with a unique_lock that does not own a mutex the caller holds
 ///    throws std::system_error(operation_not_permitted) (std: undefined).
-///  - notify_*() never suspend; with nobody waiting they are one atomic load.
+///  - condition_variable's notify_*() never suspend; with nobody waiting they
+///    are one atomic load. condition_variable_any's take its internal
+///    weft::mutex briefly, so they may suspend while another notifier or
+///    waiter holds it.
 ///  - Spurious wake-ups are rare but allowed, as in std: use the predicate forms.
 /// All members are thread-safe.
 #pragma once

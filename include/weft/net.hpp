@@ -230,11 +230,11 @@ public:
     /// non-blocking. Throws std::invalid_argument when fd is negative, not a
     /// socket, not SOCK_STREAM or a listening socket; std::system_error if
     /// getsockopt(2) or fcntl(2) fails. When it throws, the caller still
-    /// owns fd.
+    /// owns fd. Never suspends.
     explicit tcp_stream(int fd);
     tcp_stream(tcp_stream&& o) noexcept;
     tcp_stream& operator=(tcp_stream&& o) noexcept;  // closes what it held
-    ~tcp_stream();
+    ~tcp_stream();  ///< close(): never suspends
 
     /// Connects to `to`, giving up after `timeout` (std::errc::timed_out);
     /// without one, waits as long as the kernel tries. The timeout saturates
@@ -337,12 +337,14 @@ public:
     tcp_listener() noexcept = default;
     tcp_listener(tcp_listener&& o) noexcept;
     tcp_listener& operator=(tcp_listener&& o) noexcept;
-    ~tcp_listener();
+    ~tcp_listener();  ///< close(): never suspends
 
     /// Binds and listens; port 0 picks a free port (see local_endpoint).
     /// The kernel caps `backlog` at net.core.somaxconn (0 is allowed: the
     /// kernel keeps a minimal queue). Throws std::invalid_argument for a
     /// negative backlog or bad text, std::system_error (address_in_use, ...).
+    /// Never suspends; callable from fibers and plain threads, as every
+    /// socket call (a plain thread blocks where a fiber would suspend).
     static tcp_listener bind(const endpoint& at, int backlog = 1024);
     static tcp_listener bind(std::string_view at, int backlog = 1024);
 
@@ -365,6 +367,7 @@ public:
         deadline_.set_any(t);
     }
     clock::time_point accept_deadline() const noexcept { return deadline_.get(); }
+    /// getsockname(2). Never suspends. Throws std::system_error.
     endpoint local_endpoint() const;
     /// Fibers blocked in accept() wake with bad_file_descriptor. Idempotent.
     /// Never suspends.
@@ -383,9 +386,10 @@ public:
     udp_socket() noexcept = default;
     udp_socket(udp_socket&& o) noexcept;
     udp_socket& operator=(udp_socket&& o) noexcept;
-    ~udp_socket();
+    ~udp_socket();  ///< close(): never suspends
 
-    /// Binds to `at` (port 0: any free port). Throws std::system_error.
+    /// Binds to `at` (port 0: any free port). Never suspends. Throws
+    /// std::system_error (std::invalid_argument for bad text).
     static udp_socket bind(const endpoint& at);
     static udp_socket bind(std::string_view at);
 
@@ -404,7 +408,8 @@ public:
     /// As above, and `truncated` says whether the datagram was longer than
     /// `n` (its rest dropped: MSG_TRUNC, as Go's ReadMsgUDP flags).
     std::size_t recv_from(void* buf, std::size_t n, endpoint& from, bool& truncated);
-    /// On a connected socket. send and recv may throw connection_refused
+    /// On a connected socket, as send_to and recv_from: may suspend, up to the
+    /// write or read deadline. send and recv may throw connection_refused
     /// when an earlier datagram found no listener (an ICMP error, reported
     /// by whichever call comes next).
     std::size_t send(const void* buf, std::size_t n);
@@ -412,6 +417,7 @@ public:
     std::size_t recv(void* buf, std::size_t n, bool& truncated);  // as recv_from's
 
     // Deadlines: as tcp_stream's (detail::net_rw_deadlines).
+    /// getsockname(2). Never suspends. Throws std::system_error.
     endpoint local_endpoint() const;
     /// Fibers blocked on it wake with bad_file_descriptor. Idempotent. Never suspends.
     void close() noexcept;

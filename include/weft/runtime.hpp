@@ -25,8 +25,9 @@ namespace weft {
 /// spdlog logger "weft" (trace, debug, info, warn, error, critical, off).
 /// An explicit non-zero member wins over the environment.
 /// Bad values (stack_size under 16 KiB or over 1 GiB, workers over 1024,
-/// guard_pages over 256, an unparsable or overflowing variable) throw
-/// std::invalid_argument.
+/// guard_pages over 256, an unparsable or overflowing WEFT_WORKERS,
+/// WEFT_STACK_SIZE or WEFT_STALL_MS) throw std::invalid_argument; an unknown
+/// WEFT_LOG level is reported on stderr and "warn" used.
 struct runtime_options {
     std::size_t workers = 0;      ///< worker OS threads
     std::size_t stack_size = 0;   ///< usable bytes per fiber stack, rounded up to pages
@@ -77,7 +78,9 @@ class join_handle;
 
 /// A set of worker threads running fibers. Thread-safe.
 ///
-/// Lifecycle: the constructor starts the workers. shutdown() (also run by the
+/// Lifecycle: the constructor starts the workers (std::system_error, as
+/// std::thread's, when one cannot be started: those started are joined
+/// first). shutdown() (also run by the
 /// destructor) refuses new spawns, cancels every live fiber (a parked fiber
 /// is woken with operation_cancelled thrown from its blocking call; a fiber
 /// that never started never runs), waits for all of them to finish, then
@@ -228,7 +231,9 @@ join_handle<detail::call_result_t<F, Args...>> spawn(F&& f, Args&&... args) {
     return detail::spawn_on(nullptr, std::forward<F>(f), std::forward<Args>(args)...);
 }
 
-/// The default runtime (started on first use). Thread-safe.
+/// The default runtime (started on first use: the first call starts its
+/// workers and may throw as runtime's constructor does). Thread-safe, never
+/// suspends; callable from anywhere.
 WEFT_API runtime& default_runtime();
 
 }  // namespace weft

@@ -8,7 +8,9 @@
 ///  - Writers do not starve: once a writer is waiting, new readers wait behind
 ///    it; the writer gets the lock when the readers already inside leave.
 ///  - lock*() may suspend (a fiber parks; a plain thread sleeps on a futex);
-///    try_lock*() never does; try_lock*_for/_until may, until the deadline.
+///    try_lock() and try_lock_shared() never do (they may fail spuriously
+///    while another caller is changing the state, as std allows);
+///    try_lock*_for/_until may, until the deadline.
 ///    Like weft::mutex, locking is not a cancellation point.
 ///  - unlock() by anyone but the writer that holds it, and unlock_shared()
 ///    with no reader inside, abort with a message (std: undefined).
@@ -48,8 +50,10 @@ public:
     // Exclusive ownership.
     void lock() { (void)lock_until_ns(detail::no_deadline); }
     bool try_lock() {
-        std::lock_guard<mutex> g(mut_);
-        if (state_ != 0) return false;
+        // try_to_lock: never suspends (the header); busy state words fail, as std lets
+        // try_lock fail spuriously.
+        std::unique_lock<mutex> g(mut_, std::try_to_lock);
+        if (!g.owns_lock() || state_ != 0) return false;
         state_ = write_entered;
         writer_ = detail::self_token();
         return true;
@@ -78,8 +82,8 @@ public:
     // Shared ownership.
     void lock_shared() { (void)lock_shared_until_ns(detail::no_deadline); }
     bool try_lock_shared() {
-        std::lock_guard<mutex> g(mut_);
-        if ((state_ & write_entered) || (state_ & n_readers) == n_readers) return false;
+        std::unique_lock<mutex> g(mut_, std::try_to_lock);  // as in try_lock()
+        if (!g.owns_lock() || (state_ & write_entered) || (state_ & n_readers) == n_readers) return false;
         ++state_;
         return true;
     }

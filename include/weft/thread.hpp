@@ -36,6 +36,9 @@ public:
 
     thread() noexcept = default;
 
+    /// Starts f(args...) (as weft::spawn does). Never suspends. Throws
+    /// fiber_error(runtime_shut_down) when the runtime is shut down, and
+    /// std::bad_alloc.
     template <class F, class... Args>
         requires(!std::is_same_v<std::remove_cvref_t<F>, thread>)
     explicit thread(F&& f, Args&&... args) {
@@ -85,6 +88,8 @@ public:
             t_ = thread(std::forward<F>(f), std::forward<Args>(args)...);
     }
 
+    /// request_stop(), then join(): may suspend the calling fiber (or block a
+    /// plain thread) until the function returns.
     ~jthread();
     jthread(const jthread&) = delete;
     jthread& operator=(const jthread&) = delete;

@@ -62,9 +62,12 @@ public:
 
     /// Pending, expiring `d` from now (any duration type: converted without
     /// overflow, so hours::max() never expires). A NaN `d` throws
-    /// std::invalid_argument, as in sleep_for and every *_for call.
+    /// std::invalid_argument, as in sleep_for and every *_for call. Never
+    /// suspends; callable from fibers and plain threads.
     template <class Rep, class Period>
     explicit timer(const std::chrono::duration<Rep, Period>& d) : timer(detail::saturating_ns(d), from_ns_tag{}) {}
+    /// May yield (a fiber, or a plain thread its CPU) while woken waiters are
+    /// still leaving wait(); see the class comment for when it aborts.
     ~timer();
     timer(const timer&) = delete;
     timer& operator=(const timer&) = delete;
@@ -92,7 +95,7 @@ public:
     /// its last reset. Never suspends.
     bool expired() const noexcept;
 
-    /// The current deadline.
+    /// The current deadline. Never suspends.
     clock::time_point deadline() const noexcept;
 
 private:

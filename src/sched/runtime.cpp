@@ -73,7 +73,7 @@ std::size_t round_up(std::size_t v, std::size_t to) { return (v + to - 1) / to *
 
 std::size_t deque_capacity() {
 #if WEFT_CHAOS
-    return 4;  // chaos: overflow and stealing on every few spawns (STYLE 5)
+    return 4;  // chaos: overflow and stealing on every few spawns (../shared/STYLE.md, 5)
 #else
     return 256;
 #endif

@@ -111,6 +111,12 @@ void sleep_until_steady_ns(std::int64_t deadline_ns) {
         return;
     }
     if (deadline_ns <= now_ns()) {
+        // A cancellation point all the same (timer.hpp): a cancelled fiber looping on
+        // sleep_for(0) held runtime::shutdown() up for ever (found by review).
+        // relaxed: as park_waiter's early look (F4: the flags are monotonic).
+        const fiber* self = wk->running();
+        if (self->cancel_requested.load(std::memory_order_relaxed) || self->rt->cancelling(std::memory_order_relaxed))
+            throw operation_cancelled();
         this_fiber::yield();  // see timer.hpp: a past deadline is a yield
         return;
     }

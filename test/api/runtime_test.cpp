@@ -494,6 +494,37 @@ TEST_P(RuntimeTest, DumpJsonIsValidUtf8WhateverTheNames) {
 // std::thread::join cannot be interrupted, and neither can weft::thread's: a
 // join that shutdown() cancelled threw, left the thread joinable, and the
 // unwinding (~thread, ~jthread) terminated the process (found by review).
+// sleep_for(0) is a cancellation point like any sleep_for: a cancelled fiber
+// looping on it held shutdown() up for ever (found by review).
+TEST(RuntimeShutdown, AFiberLoopingOnSleepForZeroIsCancelled) {
+    weft::runtime rt(weft::runtime_options{.workers = 2, .stall_warning = std::chrono::milliseconds(-1)});
+    std::atomic<bool> looping{false};
+    std::atomic<bool> threw{false};
+    rt.spawn([&] {
+        try {
+            for (;;) {
+                looping.store(true);
+                weft::this_fiber::sleep_for(std::chrono::microseconds(0));
+            }
+        } catch (const weft::operation_cancelled&) {
+            threw.store(true);
+        }
+    }).detach();
+    ASSERT_TRUE(eventually([&] { return looping.load(); }));
+    std::atomic<bool> returned{false};
+    std::thread stopper([&] {
+        rt.shutdown();
+        returned.store(true);
+    });
+    const bool in_time = eventually([&] { return returned.load(); });  // bounded: a hang fails here
+    if (!in_time) {
+        ADD_FAILURE() << "shutdown() did not return";
+        std::_Exit(1);  // the fiber never stops: nothing else can be checked
+    }
+    stopper.join();
+    EXPECT_TRUE(threw.load());
+}
+
 TEST(RuntimeShutdown, AFiberJoiningAThreadIsNotLeftWithAJoinableThread) {
     for (const bool computing : {true, false}) {
         weft::runtime rt(weft::runtime_options{.workers = 2, .stall_warning = std::chrono::milliseconds(-1)});

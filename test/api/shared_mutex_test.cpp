@@ -138,3 +138,33 @@ TEST_P(RuntimeTest, SharedMutexThreadWriterWakesFiberReaders) {
     for (auto& h : hs) h.join();
     EXPECT_EQ(readers_done.load(), 10);
 }
+
+// try_lock() and try_lock_shared() never suspend (the header), though they
+// read the state under an internal weft::mutex that plain threads keep busy:
+// they took it with lock() and parked (found by review).
+TEST_P(RuntimeTest, SharedMutexTryLockNeverSuspends) {
+    weft::shared_mutex m;
+    std::atomic<bool> stop{false};
+    m.lock_shared();  // held throughout: every try_lock fails, nothing to unlock
+    std::vector<std::thread> readers;
+    for (int i = 0; i < 2; ++i)
+        readers.emplace_back([&] {
+            while (!stop.load()) {
+                m.lock_shared();
+                m.unlock_shared();
+            }
+        });
+    const auto parks_before = rt.stats().parks;
+    const int got = rt.block_on([&] {
+        int n = 0;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+        while (std::chrono::steady_clock::now() < until) n += m.try_lock() ? 1 : 0;
+        return n;
+    });
+    const auto parks_after = rt.stats().parks;
+    stop.store(true);
+    for (auto& t : readers) t.join();
+    m.unlock_shared();
+    EXPECT_EQ(got, 0);
+    EXPECT_EQ(parks_after, parks_before) << "try_lock() parked";
+}
