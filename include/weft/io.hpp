@@ -54,7 +54,8 @@ inline constexpr std::chrono::steady_clock::time_point no_deadline = std::chrono
 /// descriptor, or when io::close() (or the close() of the weft socket that
 /// owns it) closes it during the wait;
 /// std::errc::too_many_files_open for an open fd numbered 4,194,304 or more
-/// (beyond weft's descriptor table); weft::operation_cancelled when the
+/// (beyond weft's descriptor table), unless a fiber's deadline has already
+/// passed (that call only asks poll(2)); weft::operation_cancelled when the
 /// fiber is cancelled (runtime shutdown).
 template <class Clock, class Duration>
 void wait_readable(int fd, const std::chrono::time_point<Clock, Duration>& deadline) {
