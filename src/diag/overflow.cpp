@@ -49,7 +49,7 @@ enum class overflow_sign {
     sp_below,  // the stack pointer is below the usable range: a frame larger than the guard
 };
 
-constexpr std::uintptr_t signal_frame_room = 16 * 1024;  // an x86-64 frame with AVX-512 state is ~3.5 KiB
+constexpr std::uintptr_t signal_frame_room = 16 * 1024;  // x86-64 frames: ~3.5 KiB with AVX-512 state, ~11 KiB with AMX
 
 constexpr long trap_stack_segment = 12;        // #SS: a non-canonical stack address
 constexpr long trap_general_protection = 13;  // #GP: a non-canonical address, a misaligned SSE access

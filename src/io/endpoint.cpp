@@ -325,9 +325,10 @@ std::vector<endpoint> resolve(std::string_view host, std::uint16_t port) {
     const std::string what = "resolve " + quoted(host);
     if (name.empty() || name.find('\0') != std::string::npos)
         throw std::system_error(EAI_NONAME, resolve_category(), what);
-    // No host name holds a space or a control character (a hosts file splits at
-    // spaces; DNS labels are not typed with them): most often a line read with its
-    // newline. Refused before any lookup, so the mistake is named, not "not found".
+    // No host name holds a space, a control character (a hosts file splits at spaces;
+    // DNS labels are not typed with them: most often a line read with its newline) or
+    // a bracket (a URL's, misplaced). Refused before any lookup, so the mistake is
+    // named, not "not found".
     if (std::any_of(name.begin(), name.end(), [](char c) {
             const auto u = static_cast<unsigned char>(c);
             return u <= 0x20 || u == 0x7f || c == '[' || c == ']';
