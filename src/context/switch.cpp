@@ -1,5 +1,6 @@
 #include "context/switch.hpp"
 
+#include <cxxabi.h>
 #include <pthread.h>
 
 #include "util/check.hpp"
@@ -24,8 +25,11 @@ void init_thread_context(exec_context& ctx) noexcept {
 #endif
 }
 
+eh_state* thread_eh_state() noexcept { return reinterpret_cast<eh_state*>(abi::__cxa_get_globals()); }
+
 void make_context(exec_context& ctx, void* lo, std::size_t size, void (*entry)(transfer)) noexcept {
     ctx.fctx = bctx::make_fcontext(static_cast<char*>(lo) + size, size, entry);
+    ctx.eh = eh_state{};  // X1: a fresh context handles no exception
 #if WEFT_SANITIZED_SWITCH
     ctx.stack_lo = lo;
     ctx.stack_size = size;

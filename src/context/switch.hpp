@@ -35,6 +35,19 @@
 // x86-64 System V only (the platform weft supports); the 128-byte step over the
 // red zone protects a leaf caller's locals from the push.
 //
+// Exception state. The C++ runtime keeps, per thread, the stack of exceptions
+// being handled and the count of those in flight (Itanium C++ ABI 2.2.2:
+// __cxa_eh_globals, returned by __cxa_get_globals). A fiber that blocks inside
+// a catch handler, or in a destructor run by unwinding, and resumes on another
+// thread - or lets another fiber catch on this one meanwhile - would find
+// another context's state: `throw;` terminated with "no active exception" and
+// std::uncaught_exceptions() lied (found when a scope's destructor waited
+// during unwinding). So the state belongs to the exec_context: switch_to
+// saves the thread's into `from` and installs `to`'s before the jump, on the
+// thread `to` then runs on (X1). A fresh context starts with none. The worker
+// passes its thread's record (cached at start: its address is fixed per
+// thread). Cost: two 16-byte copies per switch.
+//
 // Rejected: boost::context::fiber (allocates its control block on the stack
 // and hides the transfer, so the unlock-after-switch hook needs ontop_fcontext:
 // one more indirect call per switch); ucontext (a syscall per switch).
@@ -71,8 +84,20 @@ using transfer = bctx::transfer_t;
 #define WEFT_SANITIZED_SWITCH 1
 #endif
 
+/// The Itanium C++ ABI's __cxa_eh_globals (2.2.2), which <cxxabi.h> leaves
+/// opaque: the caught-exception stack and the uncaught count. (ARM EHABI adds
+/// a field; weft is x86-64 only, below.)
+struct eh_state {
+    void* caught = nullptr;
+    unsigned int uncaught = 0;
+};
+
+/// This thread's record (a fixed address per thread).
+eh_state* thread_eh_state() noexcept;
+
 struct exec_context {
     bctx::fcontext_t fctx = nullptr;  // valid while suspended
+    eh_state eh;                      // X1: the context's exception state while suspended
 #if WEFT_SANITIZED_SWITCH  // 8 bytes otherwise: it lives in every fiber object
     const void* stack_lo = nullptr;   // usable stack range, for ASan
     std::size_t stack_size = 0;
@@ -132,7 +157,10 @@ inline __attribute__((always_inline)) transfer enter_jump(bctx::fcontext_t to, v
 
 /// Saves `from`, resumes `to`. Returns when something switches back to `from`.
 /// `from_exiting`: `from` will never be resumed (its sanitizer state is dropped).
-inline transfer switch_to(exec_context& from, exec_context& to, void* data, bool from_exiting = false) noexcept {
+inline transfer switch_to(exec_context& from, exec_context& to, void* data, eh_state* thread_eh,
+                          bool from_exiting = false) noexcept {
+    from.eh = *thread_eh;  // X1
+    *thread_eh = to.eh;
 #if defined(WEFT_ASAN)
     __sanitizer_start_switch_fiber(from_exiting ? nullptr : &from.asan_fake_stack, to.stack_lo, to.stack_size);
 #endif

@@ -476,6 +476,7 @@ worker::epoll_sleep worker::sleep_in_epoll(std::int64_t timeout_ns) noexcept {
 void worker::run() noexcept {
     tls_worker = this;
     init_thread_context(sched_ctx_);
+    thread_eh_ = thread_eh_state();  // switch.hpp X1
     install_thread_altstack();
     {
         char name[16];
@@ -535,7 +536,7 @@ void worker::resume_from_scheduler(fiber* f) noexcept {
     bump(n_switches);
     pending_from_ = &sched_ctx_;
     pending_ = action::none;
-    transfer t = switch_to(sched_ctx_, f->ctx, this);
+    transfer t = switch_to(sched_ctx_, f->ctx, this, thread_eh_);
     static_cast<worker*>(t.data)->complete_switch(t);  // t.data == this: the scheduler never migrates
 }
 
@@ -595,7 +596,7 @@ inline __attribute__((always_inline)) worker* worker::switch_away(fiber* self, f
         bump(n_switches);
         to = &next->ctx;
     }
-    transfer t = switch_to(self->ctx, *to, this, exiting);
+    transfer t = switch_to(self->ctx, *to, this, thread_eh_, exiting);
     // Resumed, possibly on another worker: `this` is stale from here on.
     worker* now = static_cast<worker*>(t.data);
     now->complete_switch(t);
@@ -622,7 +623,7 @@ inline __attribute__((always_inline)) worker* worker::yield_current() noexcept {
         next->last_worker.store(static_cast<int>(index_), std::memory_order_relaxed);  // relaxed: diagnostics
         running_id.store(next->id, std::memory_order_relaxed);  // relaxed: diagnostics (diag/stall.hpp)
         bump(n_switches);
-        transfer t = switch_to(self->ctx, next->ctx, this);
+        transfer t = switch_to(self->ctx, next->ctx, this, thread_eh_);
         worker* now = static_cast<worker*>(t.data);  // `this` is stale from here on
         now->complete_switch(t);
         return now;

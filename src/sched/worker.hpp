@@ -252,6 +252,7 @@ private:
     ws_deque<fiber> wq_;  // woken fibers displaced from the LIFO slot: FIFO for all (W6)
     stack_cache stacks_;
     exec_context sched_ctx_;
+    eh_state* thread_eh_ = nullptr;  // this thread's exception state record (context/switch.hpp X1)
     fiber* current_ = nullptr;
     fiber* lifo_ = nullptr;
     std::uint32_t lifo_streak_ = 0;

@@ -1,5 +1,8 @@
 // Scheduler behaviour seen through the public API: idle workers steal work,
-// and idle workers sleep instead of spinning. Public API only (weft_dep).
+// and idle workers sleep instead of spinning; the C++ exception state (the
+// exception being handled, std::uncaught_exceptions()) belongs to the fiber
+// across switches and migrations (context/switch.hpp X1). Public API only
+// (weft_dep).
 #include <sys/resource.h>
 
 #include <atomic>
@@ -7,6 +10,7 @@
 #include <cstdint>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -134,4 +138,78 @@ TEST_P(RuntimeTest, ASpawnBehindAStolenLastItemIsNotLeftWaiting) {
         });
     }
     EXPECT_EQ(left_waiting, 0) << "of " << rounds << " rounds, b waited for the spawner to switch";
+}
+
+// A fiber that blocks inside a catch handler and resumes on another worker
+// (or after other fibers caught on its worker) still handles its own
+// exception: `throw;` and std::current_exception() find it. Before X1 this
+// terminated ("terminate called without an active exception") or rethrew
+// another fiber's exception.
+TEST_P(RuntimeTest, BlockingInsideACatchHandlerKeepsTheFibersException) {
+    const int fibers = static_cast<int>(scaled(400));
+    std::atomic<int> wrong{0};
+    rt.block_on([&] {
+        std::vector<weft::join_handle<void>> hs;
+        for (int i = 0; i < fibers; ++i)
+            hs.push_back(weft::spawn([i, &wrong] {
+                try {
+                    throw std::runtime_error(std::to_string(i));
+                } catch (...) {
+                    for (int k = 0; k < 4; ++k) {
+                        weft::this_fiber::yield();
+                        weft::this_fiber::sleep_for(50us);
+                    }
+                    if (!std::current_exception()) wrong.fetch_add(1);
+                    try {
+                        throw;
+                    } catch (const std::runtime_error& e) {
+                        if (e.what() != std::to_string(i)) wrong.fetch_add(1);
+                    }
+                }
+            }));
+        for (auto& h : hs) h.join();
+    });
+    EXPECT_EQ(wrong.load(), 0);
+}
+
+// std::uncaught_exceptions() counts the calling fiber's unwinding only: a
+// destructor that blocks during unwinding sees 1 before and after, and the
+// fibers that run meanwhile see 0.
+TEST_P(RuntimeTest, UncaughtExceptionsCountsTheFibersOwnUnwinding) {
+    const int fibers = 50;
+    std::atomic<int> wrong{0};
+    std::atomic<bool> stop{false};
+    rt.block_on([&] {
+        std::vector<weft::join_handle<void>> bystanders;
+        for (int b = 0; b < 4; ++b)
+            bystanders.push_back(weft::spawn([&] {
+                while (!stop.load()) {
+                    if (std::uncaught_exceptions() != 0) wrong.fetch_add(1);
+                    weft::this_fiber::yield();
+                }
+            }));
+        struct blocks_in_dtor {
+            std::atomic<int>* wrong;
+            ~blocks_in_dtor() {
+                if (std::uncaught_exceptions() != 1) wrong->fetch_add(1);
+                weft::this_fiber::sleep_for(200us);
+                weft::this_fiber::yield();
+                if (std::uncaught_exceptions() != 1) wrong->fetch_add(1);
+            }
+        };
+        std::vector<weft::join_handle<void>> hs;
+        for (int i = 0; i < fibers; ++i)
+            hs.push_back(weft::spawn([&wrong] {
+                try {
+                    blocks_in_dtor d{&wrong};
+                    throw std::logic_error("unwind");
+                } catch (const std::logic_error&) {
+                    if (std::uncaught_exceptions() != 0) wrong.fetch_add(1);
+                }
+            }));
+        for (auto& h : hs) h.join();
+        stop = true;
+        for (auto& h : bystanders) h.join();
+    });
+    EXPECT_EQ(wrong.load(), 0);
 }
