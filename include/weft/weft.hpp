@@ -16,6 +16,7 @@
 #include <weft/mutex.hpp>
 #include <weft/net.hpp>
 #include <weft/runtime.hpp>
+#include <weft/scope.hpp>
 #include <weft/select.hpp>
 #include <weft/semaphore.hpp>
 #include <weft/shared_mutex.hpp>

@@ -50,20 +50,25 @@
 //    other references before deleting (the shared_ptr argument).
 //  - finished: release store under join_lock / acquire load in is_finished()
 //    publishes the task's result to a joiner that skips the lock (F2).
-//  - park_state / cancel flags: the canceller does flag.store ; park_state
-//    CAS, and the post-switch hook does park_state.store(parked) ;
-//    flags.load. Without StoreLoad on the hook's side the two can cross: the
-//    hook misses the request while the canceller's CAS saw `parking`. That
-//    is allowed (F7), so publish_parked is a release store (a plain mov on
-//    x86, not an xchg: one locked instruction less on every park, ~7% of a
-//    channel round trip) and the hook's load of the flags is only a fast path.
-//    Every claim is a seq_cst CAS (one order among claimers), and it acquires
-//    the release of publish_parked, so the claimer sees the saved context.
-//  F7 Cancellation is swept, not one-shot: runtime::shutdown() calls
-//     cancel_all() every millisecond until no fiber is alive
-//     (sched/runtime.cpp), and each call re-claims every parked fiber whose
-//     flag is set. A fiber whose park crossed the request is therefore
-//     woken by the next sweep, at most ~1 ms late, never lost.
+//  - park_state / cancel flags: the canceller stores the flag, then loads
+//    pword to claim; the post-switch hook stores `parked`, then loads the
+//    flags. That is store-buffering: without StoreLoad on both sides the two
+//    can cross (the hook misses the request while the canceller saw
+//    `parking`). A locked instruction on every park costs ~7% of a channel
+//    round trip, so the fence is asymmetric (util/asym_fence.hpp): the hook
+//    has only a compiler barrier (light), the canceller runs membarrier(2)
+//    between its store and its load (heavy). publish_parked stays a release
+//    store (a plain mov on x86). Every claim is a seq_cst CAS (one order
+//    among claimers), and it acquires the release of publish_parked, so the
+//    claimer sees the saved context.
+//  F7 A cancel request is never lost: either the canceller's load finds the
+//     park published and claims it, or the hook's load finds the flag and
+//     wakes the fiber itself (both through the fence pair above); a park
+//     that begins later checks the flag before it links (wait_queue.cpp).
+//     An uncancellable park (F6) is left alone; the flag stays set.
+//     runtime::shutdown() still sweeps every millisecond until no fiber is
+//     alive (sched/runtime.cpp): fibers that park for the first time after a
+//     sweep are registered then (R5), and cancelled ones may be unwinding.
 //
 // Tested by test/api/runtime_test.cpp (join, shutdown with parked and queued
 // fibers) and the TSan run.
@@ -148,8 +153,8 @@ struct fiber {
     }
     /// By the post-switch hook: the fiber is saved and may be claimed now (F3).
     void publish_parked(std::uint64_t gen) noexcept {
-        // release: claimers' CAS acquires it (they see the saved context); no StoreLoad
-        // with the cancel flags is needed (F7). park_flags was written by the fiber
+        // release: claimers' CAS acquires it (they see the saved context); the StoreLoad
+        // with the cancel flags is the asymmetric fence's (F7). park_flags was written by the fiber
         // before its switch, which the hand-over to this hook orders (W1).
         pword.store(word(gen, park_state::parked) | park_flags, std::memory_order_release);
     }

@@ -15,6 +15,7 @@
 #include "diag/overflow.hpp"
 #include "io/blocking_pool.hpp"
 #include "sync/wait_queue.hpp"
+#include "util/asym_fence.hpp"
 #include "util/check.hpp"
 #include "util/log.hpp"
 
@@ -106,6 +107,7 @@ runtime_impl::runtime_impl(runtime& own, runtime_options o)
     : owner(own), opts(resolve_options(std::move(o))), idle(static_cast<std::uint32_t>(opts.workers)) {
     install_overflow_handler();
     (void)process_guard_mode();
+    asym_fence::init();  // before any worker or canceller (util/asym_fence.hpp)
     workers.reserve(opts.workers);
     for (std::size_t i = 0; i < opts.workers; ++i)
         workers.push_back(std::make_unique<worker>(*this, static_cast<unsigned>(i), deque_capacity()));
@@ -256,8 +258,13 @@ std::uint64_t runtime_impl::alive() const noexcept {
 }
 
 void runtime_impl::cancel(fiber* f) noexcept {
-    f->cancel_requested.store(true, std::memory_order_seq_cst);  // seq_cst: before the claim's CAS; a crossing park is swept again (F7)
+    request_cancel(f);
+    asym_fence::heavy();  // F7: the post-switch hook then sees the flag, or we see `parked`
     wake_cancelled(f);
+}
+
+void runtime_impl::request_cancel(fiber* f) noexcept {
+    f->cancel_requested.store(true, std::memory_order_seq_cst);  // seq_cst: F7 (the store half of the fence pair)
 }
 
 void runtime_impl::wake_cancelled(fiber* f) noexcept {
@@ -265,9 +272,17 @@ void runtime_impl::wake_cancelled(fiber* f) noexcept {
 }
 
 void runtime_impl::cancel_all() noexcept {
+    // Flags first, one fence, then the claims (F7). A fiber registered between the
+    // passes parks with cancelling_ already set (shutdown stored it before any sweep).
     for (auto& s : shards_) {
         s.lock.lock();  // a registered fiber stays allocated while we hold the lock (R5, F1)
-        for (fiber* f = s.head; f; f = f->reg_next) cancel(f);
+        for (fiber* f = s.head; f; f = f->reg_next) request_cancel(f);
+        s.lock.unlock();
+    }
+    asym_fence::heavy();
+    for (auto& s : shards_) {
+        s.lock.lock();
+        for (fiber* f = s.head; f; f = f->reg_next) wake_cancelled(f);
         s.lock.unlock();
     }
 }

@@ -107,6 +107,8 @@ public:
     void registry_remove(fiber* f) noexcept;
     /// Sets the cancel flag and wakes the fiber if it is parked (F3, F4).
     static void cancel(fiber* f) noexcept;
+    /// The flag only: the caller then runs asym_fence::heavy() and wake_cancelled (F7).
+    static void request_cancel(fiber* f) noexcept;
     /// Wakes f with `cancelled` if it is parked (F3); the caller made the request visible.
     static void wake_cancelled(fiber* f) noexcept;
     /// Shutdown has begun: every blocking call throws operation_cancelled (F4).

@@ -17,6 +17,7 @@
 #include "io/reactor.hpp"
 #include "sched/runtime_impl.hpp"
 #include "sync/wait_queue.hpp"
+#include "util/asym_fence.hpp"
 #include "util/check.hpp"
 #include "util/futex.hpp"
 #include "util/log.hpp"
@@ -558,10 +559,12 @@ __attribute__((noinline)) void worker::complete_other() noexcept {
             break;
         case action::park: {
             bump(n_parks);
-            // Publish `parked`, then look for a cancel request: a fast path only, a request
-            // that crosses the publish is caught by shutdown's next sweep (fiber.hpp F7).
+            // Publish `parked`, then look for a cancel request (fiber.hpp F7): the
+            // canceller stores its flag, then loads pword; the asymmetric fence makes
+            // one of the two see the other's store, so a request is never lost.
             f->publish_parked(pending_gen_);
-            // relaxed: F7 (the sweep's claim is what guarantees the wake-up)
+            asym_fence::light();
+            // relaxed: ordered by the fence pair (F7)
             if (f->cancel_requested.load(std::memory_order_relaxed) || rt_.cancelling(std::memory_order_relaxed))
                 runtime_impl::wake_cancelled(f);
             if (pending_deadline_ != timer_queue::none) {
