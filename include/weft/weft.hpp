@@ -10,6 +10,7 @@
 #include <weft/config.hpp>
 #include <weft/error.hpp>
 #include <weft/fiber_id.hpp>
+#include <weft/fiber_local.hpp>
 #include <weft/future.hpp>
 #include <weft/io.hpp>
 #include <weft/latch.hpp>

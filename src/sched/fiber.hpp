@@ -92,6 +92,7 @@
 namespace weft::detail {
 
 class worker;
+struct local_table;
 
 enum class park_state : std::uint8_t { running, parking, parked, woken };
 enum class wake_reason : std::uint8_t { notified, cancelled, timeout };
@@ -121,6 +122,8 @@ struct fiber {
 
     std::atomic<const char*> wait_reason{nullptr};  // relaxed: diagnostics only
     std::atomic<int> last_worker{-1};               // relaxed: diagnostics only
+
+    local_table* locals = nullptr;  // fiber_local values; the fiber's own (sched/fiber_local.cpp)
 
     spinlock meta_lock;
     std::string* name = nullptr;  // owned; set by the fiber itself under meta_lock (8 bytes, not 32: F5)
@@ -204,6 +207,9 @@ inline fiber* fiber_of_task(void* task_storage) noexcept {
 
 /// e.what() of an exception_ptr, or "unknown exception" (for reports).
 std::string describe(std::exception_ptr e) noexcept;
+
+/// By the fiber itself, after its task returned: destroys its fiber_local values.
+void destroy_fiber_locals(fiber* f) noexcept;
 
 /// Ids for fibers and for plain threads come from one counter.
 std::uint64_t next_id() noexcept;

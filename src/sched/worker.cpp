@@ -715,6 +715,7 @@ void worker::fiber_main(transfer t) noexcept {
         self->task->not_started = std::make_exception_ptr(operation_cancelled());
     else
         self->task->run();
+    if (self->locals) destroy_fiber_locals(self);  // before the joiners wake, as thread_local's
     worker::current()->exit_current();  // run() may have migrated us
 }
 

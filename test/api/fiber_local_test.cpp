@@ -1,0 +1,137 @@
+// weft::fiber_local (include/weft/fiber_local.hpp): each fiber has its own
+// value, at the same address across yields, sleeps and migrations; values
+// are destroyed when their fiber ends, before join() returns, and a plain
+// thread's at its exit; the initialiser runs on the accessing fiber and a
+// throwing one stores nothing; destructors may block and touch other
+// fiber_locals (later rounds); a fiber_local destroyed first leaves the
+// values to their fibers. Public API only (weft_dep).
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <weft/weft.hpp>
+
+#include "runtime_fixture.hpp"
+
+// RuntimeTest is instantiated over 1, 2 and 4 workers once for this
+// executable, in runtime_test.cpp.
+
+using namespace std::chrono_literals;
+using weft_test::scaled;
+
+namespace {
+struct counted {
+    std::atomic<int>* destroyed;
+    int value = 0;
+    explicit counted(std::atomic<int>* d) : destroyed(d) {}
+    ~counted() { destroyed->fetch_add(1); }
+};
+}  // namespace
+
+TEST_P(RuntimeTest, FiberLocalIsPerFiberAndStableAcrossMigrations) {
+    const int fibers = static_cast<int>(scaled(200));
+    weft::fiber_local<int> n;
+    std::atomic<int> wrong{0};
+    rt.block_on([&] {
+        std::vector<weft::join_handle<void>> hs;
+        for (int i = 0; i < fibers; ++i)
+            hs.push_back(weft::spawn([&, i] {
+                int* first = &n.get();
+                if (*first != 0) wrong.fetch_add(1);  // value-initialised
+                for (int k = 0; k < 20; ++k) {
+                    ++*n;
+                    if (k % 2) weft::this_fiber::yield();
+                    else weft::this_fiber::sleep_for(20us);
+                    if (&n.get() != first) wrong.fetch_add(1);
+                }
+                if (n.get() != 20) wrong.fetch_add(1);
+                (void)i;
+            }));
+        for (auto& h : hs) h.join();
+        EXPECT_EQ(n.get(), 0) << "the parent fiber has its own value";
+    });
+    EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_P(RuntimeTest, FiberLocalValuesDieWithTheirFiberBeforeJoinReturns) {
+    std::atomic<int> destroyed{0};
+    weft::fiber_local<counted> c([&] { return counted(&destroyed); });
+    rt.block_on([&] {
+        auto h = weft::spawn([&] {
+            c->value = 7;
+            weft::this_fiber::sleep_for(1ms);
+            return c->value;
+        });
+        EXPECT_EQ(h.join(), 7);
+        // The initialiser's temporary was destroyed too: one per make, one per fiber.
+        EXPECT_EQ(destroyed.load(), 2);
+        auto untouched = weft::spawn([] {});
+        untouched.join();
+        EXPECT_EQ(destroyed.load(), 2) << "a fiber that never touched it makes none";
+    });
+}
+
+TEST_P(RuntimeTest, FiberLocalInitialiserRunsOnTheFiberAndAThrowStoresNothing) {
+    std::atomic<int> calls{0};
+    weft::fiber_local<std::string> who([&]() -> std::string {
+        if (calls.fetch_add(1) == 0) throw std::runtime_error("first init fails");
+        return "fiber " + std::to_string(weft::this_fiber::get_id() == weft::fiber_id{} ? 0 : 1);
+    });
+    rt.block_on([&] {
+        EXPECT_THROW((void)who.get(), std::runtime_error);
+        EXPECT_EQ(who.get(), "fiber 1") << "retried, on the fiber";
+        EXPECT_EQ(calls.load(), 2);
+    });
+}
+
+TEST_P(RuntimeTest, FiberLocalOnAPlainThreadDiesAtThreadExit) {
+    std::atomic<int> destroyed{0};
+    weft::fiber_local<counted> c([&] { return counted(&destroyed); });
+    std::thread t([&] {
+        c->value = 3;
+        EXPECT_EQ(c->value, 3);
+    });
+    t.join();
+    EXPECT_EQ(destroyed.load(), 2);  // the initialiser's temporary and the thread's value
+    rt.block_on([&] { EXPECT_EQ(c->value, 0) << "a fiber does not see a thread's value"; });
+}
+
+TEST_P(RuntimeTest, FiberLocalDestructorsMayBlockAndTouchOtherFiberLocals) {
+    std::atomic<int> destroyed{0};
+    weft::fiber_local<counted> inner([&] { return counted(&destroyed); });
+    struct blocks {
+        weft::fiber_local<counted>* inner;
+        bool armed = false;  // the initialiser's temporary does nothing
+        ~blocks() {
+            if (!armed) return;
+            weft::this_fiber::sleep_for(200us);  // parks, may migrate
+            (*inner)->value = 1;                  // a new value: destroyed in the next round
+        }
+    };
+    weft::fiber_local<blocks> outer([&] { return blocks{&inner}; });
+    rt.block_on([&] {
+        weft::spawn([&] { outer->armed = true; }).join();
+        EXPECT_EQ(destroyed.load(), 2);  // inner's temporary and its value, made in round 1
+    });
+}
+
+TEST_P(RuntimeTest, FiberLocalDestroyedFirstLeavesTheValuesToTheirFibers) {
+    std::atomic<int> destroyed{0};
+    std::atomic<bool> go{false};
+    weft::join_handle<void> h;
+    {
+        weft::fiber_local<counted> c([&] { return counted(&destroyed); });
+        h = rt.spawn([&c, &go] {
+            c->value = 1;
+            while (!go.load()) weft::this_fiber::sleep_for(100us);
+        });
+        ASSERT_TRUE(weft_test::eventually([&] { return destroyed.load() == 1; }));  // the temporary
+    }
+    go = true;
+    h.join();
+    EXPECT_EQ(destroyed.load(), 2);
+}
