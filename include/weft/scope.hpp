@@ -66,6 +66,12 @@ WEFT_API void scope_child_end(scope_state* s, scope_link* l, std::exception_ptr 
 /// one of the scope's own children.
 WEFT_API void scope_wait(scope_state* s, bool cancellable);
 WEFT_API bool scope_request_stop(scope_state* s) noexcept;
+/// The same, sparing the calling child's own fiber (race()'s winner).
+WEFT_API bool scope_request_stop_others(scope_state* s) noexcept;
+/// Is the calling fiber cancelled (its flag, or its runtime's shutdown)? False on a plain thread.
+WEFT_API bool scope_caller_cancelled() noexcept;
+/// The runtime a default-constructed scope spawns on: the calling fiber's, else the default one.
+WEFT_API runtime_impl* scope_default_runtime();
 WEFT_API std::stop_token scope_stop_token(scope_state* s) noexcept;
 WEFT_API std::exception_ptr scope_take_error(scope_state* s) noexcept;
 WEFT_API void scope_report_unobserved(std::exception_ptr e) noexcept;
@@ -109,7 +115,9 @@ struct scope_task final : task_base {
 class WEFT_API scope {
 public:
     /// Children run on the calling fiber's runtime, or, from a plain thread,
-    /// on the default runtime. Never suspends. Throws std::bad_alloc.
+    /// on the default runtime (started if need be, which may throw as
+    /// runtime's constructor does), whoever spawns them later. Never
+    /// suspends. Throws std::bad_alloc.
     scope();
     /// Children run on `rt`.
     explicit scope(runtime& rt);
@@ -118,7 +126,7 @@ public:
 
     /// Waits for every child (not a cancellation point: children never outlive
     /// their scope); when the scope is destroyed by an exception's unwinding,
-    /// it first stops the children. A child exception that no join() took is
+    /// or by a fiber that was cancelled, it first stops the children. A child exception that no join() took is
     /// logged at error level, as a detached fiber's (the destructor cannot
     /// throw). May suspend the calling fiber, or block a plain thread.
     ~scope();
@@ -144,13 +152,20 @@ public:
     /// joins its own scope gets fiber_error(resource_deadlock_would_occur).
     void join();
 
-    /// Cancels every child, running or still to be spawned (sticky). Returns
-    /// false if the stop was already requested. Never suspends; callable from
-    /// anywhere (costs one membarrier(2) system call when children are running).
+    /// Cancels every child, running or still to be spawned (sticky), the
+    /// calling fiber too if it is one of them. Returns false if the stop was
+    /// already requested. Never suspends; callable from anywhere (costs one
+    /// membarrier(2) system call when children are running). Callbacks
+    /// registered on the token (std::stop_callback) run in the thread that
+    /// makes the request - which, when a child failed because no stack could
+    /// be mapped for it, is a worker's scheduler: they must not block.
     bool request_stop() noexcept;
     /// The scope's stop token (the one its children may take).
     std::stop_token get_stop_token() const noexcept;
     bool stop_requested() const noexcept { return get_stop_token().stop_requested(); }
+
+    /// Internal (race()).
+    detail::scope_state* native_state() const noexcept { return st_; }
 
 private:
     template <class Call>
@@ -194,26 +209,36 @@ auto race(F&&... fs) -> std::common_type_t<detail::race_result_t<F>...> {
     } out;
     {
         scope s;
+        // The first to finish decides (`decided`, relaxed: s.join() publishes the
+        // outcome), stores it, and stops the others - not itself: its captures and
+        // arguments are still to be destroyed, and may block.
         auto contender = [&out, &s](auto& f, const std::stop_token& tok) {
+            std::optional<std::conditional_t<std::is_void_v<R>, char, R>> v;
+            std::exception_ptr e;
             try {
                 if constexpr (std::is_void_v<R>) {
                     detail::call_with_optional_token(f, tok);
-                    if (out.decided.exchange(true, std::memory_order_relaxed)) return;  // relaxed: join() publishes
-                    out.value.emplace('\0');
+                    v.emplace('\0');
                 } else {
-                    R v = detail::call_with_optional_token(f, tok);
-                    if (out.decided.exchange(true, std::memory_order_relaxed)) return;  // relaxed: join() publishes
-                    out.value.emplace(std::move(v));
+                    v.emplace(detail::call_with_optional_token(f, tok));
                 }
             } catch (const operation_cancelled&) {
                 if (s.stop_requested()) return;  // lost the race
-                if (out.decided.exchange(true, std::memory_order_relaxed)) return;
-                out.error = std::current_exception();
+                e = std::current_exception();
             } catch (...) {
-                if (out.decided.exchange(true, std::memory_order_relaxed)) return;
-                out.error = std::current_exception();
+                e = std::current_exception();
             }
-            s.request_stop();
+            if (out.decided.exchange(true, std::memory_order_relaxed)) return;
+            if (e) {
+                out.error = std::move(e);
+            } else {
+                try {
+                    out.value.emplace(std::move(*v));
+                } catch (...) {  // R's move threw: that is the outcome
+                    out.error = std::current_exception();
+                }
+            }
+            detail::scope_request_stop_others(s.native_state());
         };
         (s.spawn([contender, f = std::decay_t<F>(std::forward<F>(fs))](std::stop_token tok) mutable {
             contender(f, tok);
@@ -237,10 +262,11 @@ auto with_timeout(std::chrono::duration<Rep, Period> d, F&& f, Args&&... args) {
     if (d <= d.zero()) throw std::system_error(std::make_error_code(std::errc::timed_out), "with_timeout");
     auto call = [f = std::decay_t<F>(std::forward<F>(f)),
                  tup = std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)](std::stop_token tok) mutable {
-        if constexpr (std::is_invocable_v<std::decay_t<F>&, std::stop_token, std::decay_t<Args>&...>)
-            return std::apply([&](auto&... a) { return std::invoke(f, tok, a...); }, tup);
+        // Called once: f and the arguments are passed as rvalues, as std::thread does.
+        if constexpr (std::is_invocable_v<std::decay_t<F>, std::stop_token, std::decay_t<Args>...>)
+            return std::apply([&](auto&... a) { return std::invoke(std::move(f), tok, std::move(a)...); }, tup);
         else
-            return std::apply([&](auto&... a) { return std::invoke(f, a...); }, tup);
+            return std::apply([&](auto&... a) { return std::invoke(std::move(f), std::move(a)...); }, tup);
     };
     using R = std::remove_cvref_t<std::invoke_result_t<decltype(call)&, std::stop_token>>;
     return race(std::move(call), [deadline]() -> R {

@@ -31,7 +31,10 @@
 //  S4 The last touch. A child's final unlock in scope_child_end is its last
 //     access to the state. A waiter re-takes `lock` after it wakes, before it
 //     returns, so join() returns only after that unlock, and only then may the
-//     owner free the state (scope_close).
+//     owner free the state (scope_close). (The unlock's futex_wake, when a
+//     thread slept on the lock, may come after the free: a system call on a
+//     bare address, which at worst wakes a stranger spuriously - every futex
+//     waiter re-checks - and never touches the memory.)
 //  S5 `first` keeps the first child exception, except operation_cancelled
 //     thrown once the stop was requested (the cancellation working). Keeping
 //     one stops the scope (S3) unless it was stopped already.
@@ -81,12 +84,18 @@ bool is_cancellation(const std::exception_ptr& e) noexcept {
     }
 }
 
-// S3, under s->lock.
-void cancel_linked(scope_state* s) noexcept {
-    if (!s->links) return;
-    for (scope_link* l = s->links; l; l = l->next) runtime_impl::request_cancel(l->f);
+// S3, under s->lock; `spare` (race()'s winner) is left alone.
+void cancel_linked(scope_state* s, const fiber* spare = nullptr) noexcept {
+    bool any = false;
+    for (scope_link* l = s->links; l; l = l->next)
+        if (l->f != spare) {
+            runtime_impl::request_cancel(l->f);
+            any = true;
+        }
+    if (!any) return;
     asym_fence::heavy();
-    for (scope_link* l = s->links; l; l = l->next) runtime_impl::wake_cancelled(l->f);
+    for (scope_link* l = s->links; l; l = l->next)
+        if (l->f != spare) runtime_impl::wake_cancelled(l->f);
 }
 }  // namespace
 
@@ -162,6 +171,26 @@ bool scope_request_stop(scope_state* s) noexcept {
     return true;
 }
 
+bool scope_request_stop_others(scope_state* s) noexcept {
+    if (!s->ss.request_stop()) return false;  // S3: the token first
+    s->lock.lock();
+    cancel_linked(s, current_fiber());
+    s->lock.unlock();
+    return true;
+}
+
+bool scope_caller_cancelled() noexcept {
+    fiber* f = current_fiber();
+    // relaxed: F4's flags are monotonic; a request made after this look is the
+    // caller's own wait's business (it is uncancellable here anyway)
+    return f && (f->cancel_requested.load(std::memory_order_relaxed) || f->rt->cancelling(std::memory_order_relaxed));
+}
+
+runtime_impl* scope_default_runtime() {
+    worker* w = worker::current();
+    return w ? &w->rt() : default_runtime().impl();
+}
+
 std::stop_token scope_stop_token(scope_state* s) noexcept { return s->ss.get_token(); }
 
 std::exception_ptr scope_take_error(scope_state* s) noexcept {
@@ -180,13 +209,13 @@ void scope_report_unobserved(std::exception_ptr e) noexcept {
 
 namespace weft {
 
-scope::scope() : st_(detail::scope_open()), uncaught_(std::uncaught_exceptions()) {}
+scope::scope() : scope(detail::scope_default_runtime()->owner) {}
 
 scope::scope(runtime& rt) : st_(detail::scope_open()), rt_(rt.impl()), uncaught_(std::uncaught_exceptions()) {}
 
 scope::~scope() {
     const bool unwinding = std::uncaught_exceptions() > uncaught_;
-    if (unwinding) detail::scope_request_stop(st_);
+    if (unwinding || detail::scope_caller_cancelled()) detail::scope_request_stop(st_);
     try {
         detail::scope_wait(st_, /*cancellable=*/false);
     } catch (const std::exception& e) {  // only the self-join check can throw here

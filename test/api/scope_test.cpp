@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -308,4 +309,99 @@ TEST_P(RuntimeTest, ScopeStopCrossingAParkIsNeverLost) {
         }
     });
     EXPECT_EQ(cancelled.load(), rounds);
+}
+
+// From a review: the winner's outcome is stored even when R's move throws
+// (that exception is then the outcome), and the losers are still stopped.
+TEST_P(RuntimeTest, RaceWhoseResultMoveThrowsStillStopsTheOthers) {
+    struct bad_move {
+        bad_move() = default;
+        bad_move(bad_move&&) { throw std::length_error("move"); }
+    };
+    std::atomic<int> cancelled{0};
+    const auto t0 = clk::now();
+    rt.block_on([&] {
+        EXPECT_THROW((void)weft::race([] { return bad_move{}; },
+                                      [&] {
+                                          park_until_cancelled(0, cancelled);
+                                          return bad_move{};
+                                      }),
+                     std::length_error);
+    });
+    EXPECT_EQ(cancelled.load(), 1);
+    EXPECT_LT(clk::now() - t0, patience);
+}
+
+// From a review: race() stops the others, not the winner, whose captures
+// (and with_timeout's arguments) are destroyed after it decided and may block.
+TEST_P(RuntimeTest, RaceDoesNotCancelTheWinnersCleanup) {
+    static std::atomic<int> cleanup_cancelled{0};
+    cleanup_cancelled = 0;
+    struct blocks_on_destruction {
+        bool armed = true;
+        blocks_on_destruction() = default;
+        blocks_on_destruction(blocks_on_destruction&& o) noexcept { o.armed = false; }
+        ~blocks_on_destruction() {
+            if (!armed || !weft::this_fiber::in_fiber()) return;
+            try {
+                weft::this_fiber::sleep_for(100us);
+            } catch (const weft::operation_cancelled&) {
+                cleanup_cancelled.fetch_add(1);
+            }
+        }
+    };
+    std::atomic<int> cancelled{0};
+    rt.block_on([&] {
+        const int v = weft::race([guard = blocks_on_destruction{}] { return 1; },
+                                 [&] {
+                                     park_until_cancelled(1, cancelled);
+                                     return 2;
+                                 });
+        EXPECT_EQ(v, 1);
+        EXPECT_EQ(weft::with_timeout(5s, [](blocks_on_destruction) { return 3; }, blocks_on_destruction{}), 3);
+    });
+    EXPECT_EQ(cancelled.load(), 1);
+    EXPECT_EQ(cleanup_cancelled.load(), 0);
+}
+
+// From a review: with_timeout passes its arguments as rvalues, as spawn does.
+TEST_P(RuntimeTest, WithTimeoutTakesMoveOnlyArguments) {
+    rt.block_on([&] {
+        auto p = std::make_unique<int>(9);
+        EXPECT_EQ(weft::with_timeout(5s, [](std::unique_ptr<int> q) { return *q; }, std::move(p)), 9);
+        EXPECT_EQ(weft::with_timeout(5s, [](std::stop_token, std::string&& s) { return s.size(); }, std::string("abc")),
+                  3u);
+    });
+}
+
+// From a review: a default scope keeps the runtime it was made on, whoever spawns.
+TEST_P(RuntimeTest, ScopeSpawnsOnTheRuntimeItWasMadeOn) {
+    std::atomic<bool> on_rt{false};
+    rt.block_on([&] {
+        weft::scope s;
+        std::thread t([&] { s.spawn([&] { on_rt = weft::runtime::current() == &rt; }); });
+        t.join();
+        s.join();
+    });
+    EXPECT_TRUE(on_rt.load());
+}
+
+// From a review: a cancelled fiber that destroys a scope (no join()) stops its
+// children first, so a stop reaches grandchildren.
+TEST_P(RuntimeTest, ScopeDestroyedByACancelledFiberStopsItsChildren) {
+    std::atomic<int> cancelled{0};
+    const auto t0 = clk::now();
+    rt.block_on([&] {
+        weft::scope outer;
+        outer.spawn([&] {
+            weft::scope inner;
+            inner.spawn([&] { park_until_cancelled(0, cancelled); });
+            park_until_cancelled(1, cancelled);
+        });
+        weft::this_fiber::sleep_for(2ms);
+        outer.request_stop();
+        outer.join();
+    });
+    EXPECT_EQ(cancelled.load(), 2);
+    EXPECT_LT(clk::now() - t0, patience);
 }
