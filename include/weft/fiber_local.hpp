@@ -23,11 +23,14 @@ WEFT_API std::uint64_t local_new_key() noexcept;
 }  // namespace detail
 
 /// One T per fiber, made on the fiber's first access and destroyed when the
-/// fiber ends: after its function returned, on its own stack, before any
-/// join() of it returns (a destructor may block, or even use another
-/// fiber_local: that one is then destroyed in a later round, up to four
-/// rounds, as POSIX thread keys do). On a plain thread the value is the
-/// thread's, destroyed at thread exit. A fiber keeps its value across
+/// fiber ends: after its function returned, on its own stack, newest first,
+/// before any join() of it returns - and before a scope's join(), race(),
+/// with_timeout() or an async()'s future sees it end. A destructor may block
+/// (the fiber's cancellation is deferred meanwhile, so its waits do not
+/// throw operation_cancelled) and may use the other values, older ones
+/// still alive; a value it makes anew is destroyed next (up to four times
+/// the values there were, as POSIX thread keys stop after a few rounds). On
+/// a plain thread the value is the thread's, destroyed at thread exit. A fiber keeps its value across
 /// migrations between workers (unlike a thread_local, whose address changes
 /// when the fiber resumes on another worker).
 ///
@@ -53,6 +56,9 @@ public:
     T& get() {
         if (void* p = detail::local_find(key_)) return *static_cast<T*>(p);
         std::unique_ptr<T> v = make();
+        // An initialiser (or T's constructor) that used this fiber_local made the
+        // fiber's value already: keep that one, so the fiber has exactly one.
+        if (void* p = detail::local_find(key_)) return *static_cast<T*>(p);
         T* raw = v.get();
         detail::local_insert(key_, v.release(), [](void* q) { delete static_cast<T*>(q); });
         return *raw;

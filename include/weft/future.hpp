@@ -306,6 +306,7 @@ struct async_task final : task_base {
         (void)s->try_claim();  // nobody else claims an async state
         s->store_result_of(*fn);
         fn.reset();  // the callable dies before the future's destructor returns
+        destroy_current_fiber_locals();  // and the fiber's fiber_local values, as std::async's thread_locals
         s->publish();  // S6: the last touch of *s
     }
 };

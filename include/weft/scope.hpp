@@ -103,6 +103,7 @@ struct scope_task final : task_base {
             e = std::current_exception();
         }
         fn.reset();  // the captures die before the scope may end (and before join() returns)
+        destroy_current_fiber_locals();  // and so do the fiber's fiber_local values
         ended = true;
         scope_child_end(st, &link, std::move(e));  // the last touch of st: it may be freed now
     }
@@ -244,7 +245,13 @@ auto race(F&&... fs) -> std::common_type_t<detail::race_result_t<F>...> {
             contender(f, tok);
         }),
          ...);
-        s.join();  // children catch everything: only a child that never ran, or our own cancellation
+        try {
+            s.join();  // children catch everything: only a child that never ran, or our own cancellation
+        } catch (const operation_cancelled&) {
+            throw;
+        } catch (...) {  // a loser that could not start: dropped once somebody decided
+            if (!out.decided.load(std::memory_order_relaxed)) throw;  // relaxed: join() published it
+        }
     }
     if (out.error) std::rethrow_exception(out.error);
     if constexpr (!std::is_void_v<R>) return std::move(*out.value);

@@ -39,6 +39,11 @@
 //     words carry no_cancel_bit; the canceller's claim refuses them, while
 //     wakers and timers claim them as usual. Cancellation is still sticky:
 //     the next cancellable park of the fiber sees the request.
+//  F8 While a fiber destroys its fiber_local values (after its task, before
+//     it finishes: sched/fiber_local.cpp) its cancellation is deferred:
+//     every wait is uncancellable (park_waiter, sleep), as a destructor may
+//     block and must not throw. The flag stays set; nothing of the fiber's
+//     runs after it.
 //  F5 A fiber and its task share one allocation (the task `fiber_header_size`
 //     bytes after the fiber), from sched/block_pool.hpp: recycled through
 //     per-thread lists by 16-byte size class, carved from huge-page chunks
@@ -111,6 +116,9 @@ struct fiber {
     // park, so a claim for an old park (a late timer entry) can never win a newer one.
     std::atomic<std::uint64_t> pword{0};
     std::atomic<bool> cancel_requested{false};
+    // F8: set by the fiber itself while its fiber_local destructors run; its waits are
+    // then uncancellable. Relaxed: read by the fiber itself, and by timer.cpp's misuse check.
+    std::atomic<bool> cancel_deferred{false};
     wake_reason reason = wake_reason::notified;  // written by the claimer before scheduling (F3)
     bool started = false;                        // touched by the running worker only
     std::uint8_t park_flags = 0;                 // no_cancel_bit or 0; the fiber's own, read by its hook (F6)

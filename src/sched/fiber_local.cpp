@@ -11,16 +11,32 @@
 //  L1 Keys are never reused (64-bit counter), so a value left by a destroyed
 //     fiber_local can never be found by a later one; it is still freed with
 //     its table, through the destroy function stored beside it.
-//  L2 Destruction runs in rounds: the table's entries are moved out, then
-//     destroyed in reverse order of creation; a destructor that touches a
-//     fiber_local makes a new entry, destroyed in the next round. After four
-//     rounds what remains is left (logged), as POSIX leaves thread keys after
+//  L2 Destruction is newest first, one value at a time: the value is taken
+//     off the table, then destroyed, so its destructor still finds every
+//     older value alive (thread_local's reverse order), and a value it makes
+//     anew (touching a fiber_local already destroyed) goes on the table and is
+//     destroyed next. Past 4 x the values there were at the start (+16), what
+//     remains is left and logged, as POSIX leaves thread keys after
 //     PTHREAD_DESTRUCTOR_ITERATIONS.
+//  L3 A fiber destroys its values with its cancellation deferred (fiber.hpp
+//     F8): a destructor may block, and a blocking call that threw out of it
+//     would terminate. Completion that others wait for - a scope child's end,
+//     an async's future becoming ready - comes after (destroy_current_fiber_locals
+//     from their task's run(); as std::async does for thread_locals), join()
+//     and block_on() after fiber_main's call.
+//  L4 A plain thread's table is a thread_local destroyed at thread exit. A
+//     value made after that (another thread_local's destructor touching a
+//     fiber_local) goes to a second table owned by a pthread key, whose
+//     destructor runs after the thread_locals'; at the exit of the main
+//     thread, which runs no key destructors, that one is left.
 //
 // Tested by test/api/fiber_local_test.cpp.
 #include <weft/fiber_local.hpp>
 
+#include <pthread.h>
+
 #include <atomic>
+#include <new>
 #include <vector>
 
 #include "sched/fiber.hpp"
@@ -41,27 +57,53 @@ struct local_table {
 namespace {
 std::atomic<std::uint64_t> next_key{1};
 
-void destroy_rounds(local_table& t) noexcept {
-    for (int round = 0; round < 4 && !t.entries.empty(); ++round) {
-        std::vector<local_table::entry> batch = std::move(t.entries);  // L2
-        t.entries.clear();
-        for (auto it = batch.rbegin(); it != batch.rend(); ++it) it->destroy(it->p);
+void destroy_all(local_table& t) noexcept {
+    std::size_t budget = 4 * t.entries.size() + 16;  // L2
+    while (!t.entries.empty() && budget-- != 0) {
+        const local_table::entry e = t.entries.back();
+        t.entries.pop_back();
+        e.destroy(e.p);
     }
     if (!t.entries.empty())
-        log().warn("fiber_local: {} values still made by destructors after 4 rounds are not destroyed",
+        log().warn("fiber_local: {} values made by destructors while the others were destroyed are left",
                    t.entries.size());
 }
 
+// L4.
+pthread_key_t late_key;
+void destroy_late(void* t) {
+    destroy_all(*static_cast<local_table*>(t));
+    delete static_cast<local_table*>(t);
+}
+const bool late_key_ok = ::pthread_key_create(&late_key, &destroy_late) == 0;
+
+thread_local bool tl_table_gone = false;  // trivially destructible: valid during every TLS destructor
 struct thread_table {
     local_table t;
-    ~thread_table() { destroy_rounds(t); }
+    ~thread_table() {
+        destroy_all(t);
+        tl_table_gone = true;
+    }
 };
 thread_local thread_table tl_table;
+
+local_table* thread_table_for(bool create) {
+    if (!tl_table_gone) return &tl_table.t;
+    auto* late = late_key_ok ? static_cast<local_table*>(::pthread_getspecific(late_key)) : nullptr;
+    if (!late && create) {
+        late = new local_table;
+        if (!late_key_ok || ::pthread_setspecific(late_key, late) != 0) {
+            delete late;
+            throw std::bad_alloc();
+        }
+    }
+    return late;
+}
 
 local_table* table(bool create) {
     worker* w = worker::current();
     fiber* f = w ? w->running() : nullptr;
-    if (!f) return &tl_table.t;
+    if (!f) return thread_table_for(create);
     if (!f->locals && create) f->locals = new local_table;
     return f->locals;
 }
@@ -87,10 +129,16 @@ void local_insert(std::uint64_t key, void* p, void (*destroy)(void*)) {
 }
 
 void destroy_fiber_locals(fiber* f) noexcept {
-    // Rounds may re-create f->locals' entries (L2), and a destructor may park
-    // and migrate: f stays the running fiber throughout.
-    destroy_rounds(*f->locals);
+    // L3: a destructor may park (and migrate); f stays the running fiber.
+    f->cancel_deferred.store(true, std::memory_order_relaxed);  // F8; relaxed: read by f itself
+    destroy_all(*f->locals);
     delete std::exchange(f->locals, nullptr);
+}
+
+void destroy_current_fiber_locals() noexcept {
+    worker* w = worker::current();
+    fiber* f = w ? w->running() : nullptr;
+    if (f && f->locals) destroy_fiber_locals(f);
 }
 
 }  // namespace weft::detail

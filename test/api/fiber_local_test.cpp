@@ -3,8 +3,11 @@
 // are destroyed when their fiber ends, before join() returns, and a plain
 // thread's at its exit; the initialiser runs on the accessing fiber and a
 // throwing one stores nothing; destructors may block and touch other
-// fiber_locals (later rounds); a fiber_local destroyed first leaves the
-// values to their fibers. Public API only (weft_dep).
+// fiber_locals (newest first, older ones alive), also on a cancelled fiber;
+// a scope's, with_timeout's and async's waiters see the values gone; a
+// thread_local destructor may touch one after the thread's table is gone; a
+// fiber_local destroyed first leaves the values to their fibers. Public API
+// only (weft_dep).
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
@@ -134,4 +137,89 @@ TEST_P(RuntimeTest, FiberLocalDestroyedFirstLeavesTheValuesToTheirFibers) {
     go = true;
     h.join();
     EXPECT_EQ(destroyed.load(), 2);
+}
+
+// From a review: a scope child's and an async's values are gone when the
+// parent sees the child end (as std::async destroys thread_locals first).
+TEST_P(RuntimeTest, FiberLocalValuesDieBeforeAScopeOrAnAsyncSeesTheEnd) {
+    std::atomic<int> destroyed{0};
+    weft::fiber_local<counted> c([&] { return counted(&destroyed); });
+    rt.block_on([&] {
+        const int base = destroyed.load();
+        {
+            weft::scope s;
+            s.spawn([&] { c->value = 1; });
+            s.join();
+            EXPECT_EQ(destroyed.load() - base, 2) << "scope::join";
+        }
+        EXPECT_EQ(weft::with_timeout(5s, [&] { return c->value = 2; }), 2);
+        EXPECT_EQ(destroyed.load() - base, 4) << "with_timeout";
+        auto f = weft::async([&] { return c->value = 3; });
+        EXPECT_EQ(f.get(), 3);
+        EXPECT_EQ(destroyed.load() - base, 6) << "async's future";
+    });
+}
+
+// From a review: a destructor sees the older values alive (newest first, one
+// at a time), and may block although the fiber was cancelled.
+TEST_P(RuntimeTest, FiberLocalDestructorsSeeOlderValuesAndBlockWhenCancelled) {
+    std::atomic<int> seen{-1};
+    std::atomic<bool> slept{false};
+    weft::fiber_local<int> older;
+    struct reads_older {
+        weft::fiber_local<int>* older;
+        std::atomic<int>* seen;
+        std::atomic<bool>* slept;
+        bool armed = false;
+        ~reads_older() {
+            if (!armed) return;
+            weft::this_fiber::sleep_for(200us);  // the fiber is cancelled: must not throw
+            slept->store(true);
+            seen->store(older->get());
+        }
+    };
+    weft::fiber_local<reads_older> newer([&] { return reads_older{&older, &seen, &slept}; });
+    rt.block_on([&] {
+        weft::scope s;
+        s.spawn([&] {
+            older.get() = 42;
+            newer->armed = true;
+            weft::channel<int>(0).recv();  // parked until the stop
+        });
+        weft::this_fiber::sleep_for(1ms);
+        s.request_stop();
+        s.join();
+    });
+    EXPECT_TRUE(slept.load());
+    EXPECT_EQ(seen.load(), 42);
+}
+
+// From a review: a thread_local destructor that touches a fiber_local after
+// the thread's table is gone still gets its value destroyed (L4).
+TEST_P(RuntimeTest, FiberLocalTouchedByAThreadLocalDestructorIsStillDestroyed) {
+    static std::atomic<int> destroyed{0};
+    static weft::fiber_local<counted>* fl = nullptr;
+    destroyed = 0;
+    weft::fiber_local<counted> c([] { return counted(&destroyed); });
+    fl = &c;
+    struct late_user {
+        bool armed = false;
+        ~late_user() {
+            if (armed) (*fl)->value = 5;
+        }
+    };
+    std::thread t([] {
+        (void)fl->get();           // the table's thread_local is made first...
+        thread_local late_user u;  // ...so u's destructor runs while the table lives
+        u.armed = true;
+    });
+    t.join();
+    EXPECT_EQ(destroyed.load(), 2) << "the one value (and its initialiser's temporary)";
+    std::thread t2([] {
+        thread_local late_user u;  // made before the table: destroyed after it (L4)
+        u.armed = true;
+        (void)fl->get();
+    });
+    t2.join();
+    EXPECT_EQ(destroyed.load(), 6) << "both values of t2, each with its temporary";
 }

@@ -104,6 +104,12 @@ std::pair<fiber_ref, Task*> make_and_spawn(runtime_impl* rt, A&&... args) {
     return {std::move(r), t};
 }
 
+/// Destroys the calling fiber's fiber_local values now, with its cancellation
+/// deferred: a task whose end others wait for (a scope child, an async) calls
+/// it before announcing that end, as std::async destroys thread_locals before
+/// the future is ready. No-op on a plain thread or a fiber without values.
+WEFT_API void destroy_current_fiber_locals() noexcept;
+
 /// Prints "weft: uncaught exception in fiber <id> '<name>': <what>" and calls std::terminate.
 [[noreturn]] WEFT_API void terminate_uncaught(std::exception_ptr e) noexcept;
 
