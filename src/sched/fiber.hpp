@@ -40,10 +40,11 @@
 //     wakers and timers claim them as usual. Cancellation is still sticky:
 //     the next cancellable park of the fiber sees the request.
 //  F8 While a fiber destroys its fiber_local values (after its task, before
-//     it finishes: sched/fiber_local.cpp) its cancellation is deferred:
-//     every wait is uncancellable (park_waiter, sleep), as a destructor may
-//     block and must not throw. The flag stays set; nothing of the fiber's
-//     runs after it.
+//     it finishes: sched/fiber_local.cpp), and while it drops the runtime's
+//     reference to its task (exit_current: the result's destructor), its
+//     cancellation is deferred: every wait is uncancellable (park_waiter,
+//     sleep), as a destructor may block and must not throw. The flag stays
+//     set from then on: only destructors run after it.
 //  F5 A fiber and its task share one allocation (the task `fiber_header_size`
 //     bytes after the fiber), from sched/block_pool.hpp: recycled through
 //     per-thread lists by 16-byte size class, carved from huge-page chunks

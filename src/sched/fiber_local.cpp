@@ -71,11 +71,19 @@ void destroy_all(local_table& t) noexcept {
 
 // L4.
 pthread_key_t late_key;
-void destroy_late(void* t) {
-    destroy_all(*static_cast<local_table*>(t));
-    delete static_cast<local_table*>(t);
+void destroy_late(void* p) {
+    auto* t = static_cast<local_table*>(p);
+    // glibc cleared the slot before calling us: put the table back while its values
+    // die, so that their destructors still find the older ones (L2).
+    (void)::pthread_setspecific(late_key, t);
+    destroy_all(*t);
+    (void)::pthread_setspecific(late_key, nullptr);
+    delete t;
 }
-const bool late_key_ok = ::pthread_key_create(&late_key, &destroy_late) == 0;
+bool late_key_ok() noexcept {
+    static const bool ok = ::pthread_key_create(&late_key, &destroy_late) == 0;  // thread-safe, at first use
+    return ok;
+}
 
 thread_local bool tl_table_gone = false;  // trivially destructible: valid during every TLS destructor
 struct thread_table {
@@ -89,10 +97,11 @@ thread_local thread_table tl_table;
 
 local_table* thread_table_for(bool create) {
     if (!tl_table_gone) return &tl_table.t;
-    auto* late = late_key_ok ? static_cast<local_table*>(::pthread_getspecific(late_key)) : nullptr;
+    const bool ok = late_key_ok();
+    auto* late = ok ? static_cast<local_table*>(::pthread_getspecific(late_key)) : nullptr;
     if (!late && create) {
         late = new local_table;
-        if (!late_key_ok || ::pthread_setspecific(late_key, late) != 0) {
+        if (!ok || ::pthread_setspecific(late_key, late) != 0) {
             delete late;
             throw std::bad_alloc();
         }

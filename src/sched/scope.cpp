@@ -183,7 +183,9 @@ bool scope_caller_cancelled() noexcept {
     fiber* f = current_fiber();
     // relaxed: F4's flags are monotonic; a request made after this look is the
     // caller's own wait's business (it is uncancellable here anyway)
-    return f && (f->cancel_requested.load(std::memory_order_relaxed) || f->rt->cancelling(std::memory_order_relaxed));
+    // A fiber destroying its values (F8) acts uncancelled: its scopes wait, as its waits do.
+    return f && !f->cancel_deferred.load(std::memory_order_relaxed) &&
+           (f->cancel_requested.load(std::memory_order_relaxed) || f->rt->cancelling(std::memory_order_relaxed));
 }
 
 runtime_impl* scope_default_runtime() {

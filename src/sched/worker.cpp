@@ -695,7 +695,11 @@ void worker::exit_current() noexcept {  // `this` may be stale after release(): 
     // result's destructor runs here and may block (a ~jthread joins), which can
     // park and register this fiber. So only after it: leave the registry (R5)
     // and count the exit (R2). The exit hook keeps a pin on the block.
+    // Those destructors run as the fiber_local ones do (fiber.hpp F8): their
+    // waits are uncancellable, and values they make are destroyed after them.
+    self->cancel_deferred.store(true, std::memory_order_relaxed);  // relaxed: F8, our own flag
     self->release();
+    if (self->locals) destroy_fiber_locals(self);
     worker* w = worker::current();  // release() may have parked us, and we may have migrated
     if (self->registered) w->rt_.registry_remove(self);  // R5
     bump_release(w->n_exited);  // R2

@@ -424,7 +424,9 @@ TEST_P(RuntimeTest, SpawnBlockingWaitIsNotCancelledByShutdown) {
     });
     h.detach();
     ASSERT_TRUE(eventually([&] { return started.load(); }));
-    EXPECT_NE(rt.dump_json().find("spawn_blocking"), std::string::npos) << rt.dump_json();
+    // The job may start before the fiber has parked (and registered): look until it has.
+    EXPECT_TRUE(eventually([&] { return rt.dump_json().find("spawn_blocking") != std::string::npos; }))
+        << rt.dump_json();
     rt.shutdown();
     EXPECT_TRUE(job_done.load()) << "shutdown() returned before the job did";
     EXPECT_TRUE(got_result.load());

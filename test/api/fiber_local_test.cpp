@@ -174,7 +174,13 @@ TEST_P(RuntimeTest, FiberLocalDestructorsSeeOlderValuesAndBlockWhenCancelled) {
         ~reads_older() {
             if (!armed) return;
             weft::this_fiber::sleep_for(200us);  // the fiber is cancelled: must not throw
-            slept->store(true);
+            {
+                weft::scope cleanup;  // nor may its scopes stop their children
+                cleanup.spawn([this] {
+                    weft::this_fiber::sleep_for(100us);
+                    slept->store(true);
+                });
+            }
             seen->store(older->get());
         }
     };
@@ -222,4 +228,41 @@ TEST_P(RuntimeTest, FiberLocalTouchedByAThreadLocalDestructorIsStillDestroyed) {
     });
     t2.join();
     EXPECT_EQ(destroyed.load(), 6) << "both values of t2, each with its temporary";
+}
+
+// From a review: the destructor of a detached fiber's result runs on the
+// fiber after its values, with its waits uncancellable (fiber.hpp F8), also
+// when the fiber ends during shutdown. Before, its sleep threw out of the
+// destructor and terminated the process.
+TEST(FiberLocalShutdown, AResultsDestructorMayBlockWhileTheRuntimeShutsDown) {
+    static std::atomic<bool> slept{false};
+    struct blocks_on_destruction {
+        bool armed = true;
+        blocks_on_destruction() = default;
+        blocks_on_destruction(blocks_on_destruction&& o) noexcept { o.armed = false; }
+        ~blocks_on_destruction() {
+            if (!armed) return;
+            weft::this_fiber::sleep_for(1ms);
+            slept = true;
+        }
+    };
+    std::atomic<bool> go{false};
+    std::atomic<bool> running{false};
+    {
+        weft::runtime other(weft::runtime_options{.workers = 1});
+        other.spawn([&] {
+            running = true;
+            while (!go.load()) {
+            }  // no cancellation point: it returns its value during shutdown
+            return blocks_on_destruction{};
+        }).detach();
+        ASSERT_TRUE(weft_test::eventually([&] { return running.load(); }));
+        std::thread releaser([&] {
+            std::this_thread::sleep_for(20ms);  // shutdown() has begun
+            go = true;
+        });
+        other.shutdown();
+        releaser.join();
+    }
+    EXPECT_TRUE(slept.load());
 }
