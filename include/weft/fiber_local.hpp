@@ -38,7 +38,8 @@ WEFT_API std::uint64_t local_new_key() noexcept;
 /// initialiser given to the constructor (called on the accessing fiber; its
 /// exception propagates, and nothing is stored). Destroying the fiber_local
 /// while fibers still hold values is allowed: each value lives until its
-/// fiber ends. Accesses never suspend; any fiber or thread may call them, each
+/// fiber ends. Accesses never suspend (the initialiser may: it is the
+/// caller's code); any fiber or thread may call them, each
 /// reaching its own value. Cost of an access: a lookup in a small per-fiber
 /// table (linear in the number of fiber_locals the fiber has touched).
 template <class T>
