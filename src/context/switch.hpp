@@ -41,8 +41,8 @@
 // a catch handler, or in a destructor run by unwinding, and resumes on another
 // thread - or lets another fiber catch on this one meanwhile - would find
 // another context's state: `throw;` terminated with "no active exception" and
-// std::uncaught_exceptions() lied (found when a scope's destructor waited
-// during unwinding). So the state belongs to the exec_context: switch_to
+// std::uncaught_exceptions() lied (found when scope::join() rethrew from a
+// catch block after waiting in it). So the state belongs to the exec_context: switch_to
 // saves the thread's into `from` and installs `to`'s before the jump, on the
 // thread `to` then runs on (X1). A fresh context starts with none. The worker
 // passes its thread's record (cached at start: its address is fixed per

@@ -151,4 +151,13 @@ private:
     bool shut_down_ = false;  // guarded by shutdown_mu_
 };
 
+/// Must f's next wait throw operation_cancelled? Its own request or its runtime's
+/// shutdown (F4), unless it is destroying its values or its task (F8). Relaxed
+/// loads: the flags are monotonic, and this is an early look that the park
+/// hook's fenced one backs (F7); callers say what a stale value costs them.
+inline bool cancel_pending(const fiber* f) noexcept {
+    return !f->cancel_deferred.load(std::memory_order_relaxed) &&
+           (f->cancel_requested.load(std::memory_order_relaxed) || f->rt->cancelling(std::memory_order_relaxed));
+}
+
 }  // namespace weft::detail

@@ -180,12 +180,10 @@ bool scope_request_stop_others(scope_state* s) noexcept {
 }
 
 bool scope_caller_cancelled() noexcept {
-    fiber* f = current_fiber();
-    // relaxed: F4's flags are monotonic; a request made after this look is the
-    // caller's own wait's business (it is uncancellable here anyway)
-    // A fiber destroying its values (F8) acts uncancelled: its scopes wait, as its waits do.
-    return f && !f->cancel_deferred.load(std::memory_order_relaxed) &&
-           (f->cancel_requested.load(std::memory_order_relaxed) || f->rt->cancelling(std::memory_order_relaxed));
+    // A request made after this look is the caller's own wait's business (that wait
+    // is uncancellable here anyway); a fiber destroying its values (F8) acts uncancelled.
+    const fiber* f = current_fiber();
+    return f && cancel_pending(f);
 }
 
 runtime_impl* scope_default_runtime() {

@@ -715,7 +715,7 @@ void worker::fiber_main(transfer t) noexcept {
     // W4: a fiber cancelled before its first run does not run its task; it
     // still starts, so that its callable dies on its own stack.
     // relaxed: F4 flags are monotonic; a later request is seen at the first park.
-    if (self->cancel_requested.load(std::memory_order_relaxed) || self->rt->cancelling(std::memory_order_relaxed))
+    if (cancel_pending(self))
         self->task->not_started = std::make_exception_ptr(operation_cancelled());
     else
         self->task->run();

@@ -76,10 +76,9 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t d
         }
     }
     fiber* self = w.f;
-    if (self->cancel_deferred.load(std::memory_order_relaxed)) cancellable = false;  // F8; relaxed: our own flag
-    // relaxed: an early look only; the post-switch hook re-checks with seq_cst (F3, F4).
-    if (cancellable &&
-        (self->cancel_requested.load(std::memory_order_relaxed) || self->rt->cancelling(std::memory_order_relaxed))) {
+    if (self->cancel_deferred.load(std::memory_order_relaxed)) cancellable = false;  // F8: the park too; our own flag
+    // An early look only: the post-switch hook looks again after the fence pair (F7).
+    if (cancellable && cancel_pending(self)) {
         lk.unlock();
         if (after_unlock) after_unlock(arg);
         return wake_reason::cancelled;

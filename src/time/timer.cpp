@@ -69,10 +69,7 @@ struct timer_state {
             if (reinterpret_cast<const timer_waiter*>(w)->outcome != 0) continue;
             // relaxed: F4 flags are monotonic; a stale false only means we abort on a misuse that
             // cancellation was about to end, which the caller's next look would have seen.
-            if (w->f && !w->f->cancel_deferred.load(std::memory_order_relaxed) &&  // F8
-                (w->f->cancel_requested.load(std::memory_order_relaxed) ||
-                 w->f->rt->cancelling(std::memory_order_relaxed)))
-                continue;
+            if (w->f && cancel_pending(w->f)) continue;
             return true;
         }
         return false;
@@ -116,9 +113,7 @@ void sleep_until_steady_ns(std::int64_t deadline_ns) {
         // sleep_for(0) held runtime::shutdown() up for ever (found by review).
         // relaxed: as park_waiter's early look (F4: the flags are monotonic).
         const fiber* self = wk->running();
-        if (!self->cancel_deferred.load(std::memory_order_relaxed) &&  // F8
-            (self->cancel_requested.load(std::memory_order_relaxed) || self->rt->cancelling(std::memory_order_relaxed)))
-            throw operation_cancelled();
+        if (cancel_pending(self)) throw operation_cancelled();
         this_fiber::yield();  // see timer.hpp: a past deadline is a yield
         return;
     }
