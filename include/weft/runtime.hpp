@@ -24,10 +24,17 @@ namespace weft {
 /// 4 under AddressSanitizer/ThreadSanitizer). WEFT_LOG sets the level of the
 /// spdlog logger "weft" (trace, debug, info, warn, error, critical, off).
 /// An explicit non-zero member wins over the environment.
+/// WEFT_DEADLOCK (process-wide, read once) says what happens when nothing in
+/// the process can wake anyone any more (every fiber parked with no timer and
+/// no descriptor, every plain thread blocked in a weft call with no deadline,
+/// no other thread): "abort" (the default) prints every fiber's wait on
+/// stderr, as Go's "all goroutines are asleep", and aborts; "warn" logs the
+/// same at error level and goes on; "off" does not look. README, "Deadlock report".
 /// Bad values (stack_size under 16 KiB or over 1 GiB, workers over 1024,
 /// guard_pages over 256, an unparsable or overflowing WEFT_WORKERS,
-/// WEFT_STACK_SIZE or WEFT_STALL_MS) throw std::invalid_argument; an unknown
-/// WEFT_LOG level is reported on stderr and "warn" used.
+/// WEFT_STACK_SIZE or WEFT_STALL_MS, an unknown WEFT_DEADLOCK) throw
+/// std::invalid_argument; an unknown WEFT_LOG level is reported on stderr and
+/// "warn" used.
 struct runtime_options {
     std::size_t workers = 0;      ///< worker OS threads
     std::size_t stack_size = 0;   ///< usable bytes per fiber stack, rounded up to pages

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "diag/deadlock.hpp"
 #include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"
 #include "util/log.hpp"
@@ -67,7 +68,9 @@ stall_monitor::~stall_monitor() {
 }
 
 void stall_monitor::run() {
+    const deadlock::own_thread own;  // diag/deadlock.hpp Z1
     ::pthread_setname_np(::pthread_self(), "weft-monitor");
+    deadlock::watch deadlocks;
     using clock = std::chrono::steady_clock;
     struct look {
         std::uint64_t id = 0, switches = 0;
@@ -108,6 +111,7 @@ void stall_monitor::run() {
         }
         // S6 / E9: a stuck worker does not poll; make sure a sleeping one does.
         if (stuck && rt_.io.active() && !rt_.io.poller_present() && rt_.idle.someone_sleeps()) rt_.idle.notify_one();
+        deadlocks.look(rt_);  // S7
     }
 }
 

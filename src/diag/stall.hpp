@@ -49,6 +49,8 @@
 //     stall_warning < 0 and two or more workers the monitor still runs,
 //     looking every 50 ms, for S6 alone (no CPU clock, no /proc, no log);
 //     with one worker there is nobody to wake and no monitor.
+//  S7 Each look ends with the deadlock watch's look (diag/deadlock.hpp): the
+//     monitors are the only threads that can see that nothing else runs.
 //
 // Memory orders. running_id, n_switches and n_lone_yields are relaxed: they are samples for
 // a diagnostic; a stale value delays or skips one warning, nothing else.

@@ -20,6 +20,7 @@
 #include <weft/detail/park.hpp>
 #include <weft/this_fiber.hpp>
 
+#include "diag/deadlock.hpp"
 #include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"
 #include "util/log.hpp"
@@ -55,10 +56,26 @@ blocking_pool& blocking_pool::instance() {
 
 namespace {
 blocking_pool* forking_pool = nullptr;  // set once, before any fork handler can run (lifecycle 4)
+std::atomic<blocking_pool*> existing_pool{nullptr};  // for the deadlock watch, which must not make one
 }  // namespace
+
+bool blocking_pool::quiet() noexcept {
+    try {
+        std::lock_guard<std::mutex> g(mu_);
+        return threads_ == idle_count_ && queued_ == 0;  // B1, B2: no job runs or waits
+    } catch (...) {
+        return false;
+    }
+}
+
+bool blocking_pool_quiet() noexcept {
+    blocking_pool* p = existing_pool.load(std::memory_order_acquire);  // acquire: pairs with the constructor
+    return !p || p->quiet();
+}
 
 blocking_pool::blocking_pool(std::size_t max_threads) : max_(max_threads) {
     forking_pool = this;
+    existing_pool.store(this, std::memory_order_release);  // release: the pool is built
     (void)::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);  // ENOMEM only: then unprotected
 }
 
@@ -157,6 +174,7 @@ bool blocking_pool_fail_thread_starts(bool on) noexcept {
 }
 
 void blocking_pool::thread_main(blocking_job* job) noexcept {
+    const deadlock::own_thread own;  // diag/deadlock.hpp Z1
     ::pthread_setname_np(::pthread_self(), "weft-blocking");
     do {
         run_and_complete(job);

@@ -124,6 +124,8 @@ public:
     void submit(blocking_job* job);
 
     blocking_stats stats();
+    /// No job runs or is queued (the deadlock watch, diag/deadlock.hpp).
+    bool quiet() noexcept;
     std::size_t set_max_threads(std::size_t n);
     std::chrono::nanoseconds set_keep_alive(std::chrono::nanoseconds d);
 
@@ -160,6 +162,9 @@ private:
     blocking_job* tail_ = nullptr;
     idle_record* idle_ = nullptr;   // most recently idle first
 };
+
+/// The pool, if one was made, is quiet (blocking_pool::quiet).
+bool blocking_pool_quiet() noexcept;
 
 /// Completes a job on the calling thread: runs it, then publishes done and
 /// wakes its fiber (B4). After this returns the job may be gone.

@@ -92,6 +92,10 @@ public:
 
     void wake_all() noexcept;
 
+    /// Is every worker asleep (none unparked, D1)? For the deadlock watch
+    /// (diag/deadlock.hpp): seq_cst, beside its other seq_cst reads.
+    bool all_parked() const noexcept { return (state_.load(std::memory_order_seq_cst) >> 32) == 0; }
+
     /// Hint: is some worker asleep? (relaxed; used to share a yield ring, W5)
     bool someone_sleeps() const noexcept {
         return (state_.load(std::memory_order_relaxed) >> 32) < workers_;  // relaxed: heuristic only

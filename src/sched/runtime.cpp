@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "diag/deadlock.hpp"
 #include "diag/overflow.hpp"
 #include "io/blocking_pool.hpp"
 #include "sync/wait_queue.hpp"
@@ -100,6 +101,7 @@ runtime_options resolve_options(runtime_options o) {
                                     " is over the limit of 256");
     if (o.name.empty()) o.name = "weft";
     if (o.stall_warning.count() == 0) o.stall_warning = stall_ms_env();
+    (void)deadlock::mode_from_env();  // a bad WEFT_DEADLOCK fails here, not silently in the watch
     return o;
 }
 
@@ -125,6 +127,12 @@ runtime_impl::runtime_impl(runtime& own, runtime_options o)
             shutdown();
             throw;
         }
+    }
+    try {
+        deadlock::register_runtime(*this);  // after every thread started (deadlock.hpp Z3)
+    } catch (...) {
+        shutdown();
+        throw;
     }
     log().debug("runtime '{}' started: {} workers, {} KiB stacks, {} guard page(s) by {}", opts.name, opts.workers,
                 opts.stack_size / kib, opts.guard_pages, guard_mode_name(process_guard_mode()));
@@ -320,11 +328,73 @@ void runtime_impl::shutdown() {
     // destruction, so that another runtime's fibers register afresh with their own
     // (those parked on a descriptor we registered are woken to retry; reactor.hpp E2).
     io.detach_all();
+    deadlock::unregister_runtime(*this);  // every thread of ours is gone (deadlock.hpp Z1)
     shut_down_ = true;
     log().debug("runtime '{}' shut down", opts.name);
 }
 
 // ---------------------------------------------------------------- diagnostics
+
+bool runtime_impl::deadlock_quiet() const noexcept {
+    // seq_cst loads throughout: the watch reads these beside its own seq_cst
+    // counters (deadlock.hpp, memory orders); it is a slow path.
+    if (cancelling_.load(std::memory_order_seq_cst) || stop_.load(std::memory_order_seq_cst)) return false;
+    if (!idle.all_parked()) return false;
+    if (outside_spawns_in_flight_.load(std::memory_order_seq_cst) != 0 ||
+        outside_wakes_in_flight_.load(std::memory_order_seq_cst) != 0)
+        return false;
+    if (injector_len_.load(std::memory_order_seq_cst) != 0) return false;
+    for (const auto& w : workers)
+        if (w->queue_depth() != 0) return false;
+    if (earliest_timer() != timer_queue::none) return false;
+    // As alive() (R2): every "done" counter before any "waits" counter, so the
+    // difference never undercounts.
+    std::uint64_t done = 0, waits = 0;
+    for (const auto& w : workers) done += w->n_io_done.load(std::memory_order_acquire);  // acquire: as R2
+    for (const auto& w : workers) waits += w->n_io_waits.load(std::memory_order_acquire);  // acquire: as R2
+    return waits <= done;
+}
+
+std::uint64_t runtime_impl::progress() const noexcept {
+    // acquire: single-writer counters (deadlock.hpp, memory orders)
+    std::uint64_t s = spawned_outside_.load(std::memory_order_acquire);
+    for (const auto& w : workers) {
+        s += w->n_switches.load(std::memory_order_acquire) + w->n_lone_yields.load(std::memory_order_acquire) +
+             w->n_spawned.load(std::memory_order_acquire) + w->n_exited.load(std::memory_order_acquire) +
+             w->n_parks.load(std::memory_order_acquire) + w->n_unparks.load(std::memory_order_acquire) +
+             w->n_io_waits.load(std::memory_order_acquire) + w->n_io_done.load(std::memory_order_acquire);
+    }
+    return s;
+}
+
+void runtime_impl::describe_waits(std::string& out) const {
+    out += "runtime '" + opts.name + "' (" + std::to_string(workers.size()) + " worker" +
+           (workers.size() == 1 ? "" : "s") + "), " + std::to_string(alive()) + " fiber" +
+           (alive() == 1 ? "" : "s") + " alive:\n";
+    std::vector<std::pair<std::uint64_t, std::string>> lines;  // by id, not by shard
+    for (const auto& s : shards_) {
+        auto& lock = const_cast<spinlock&>(s.lock);
+        lock.lock();  // fibers stay allocated while registered (R5)
+        try {
+            for (fiber* f = s.head; f; f = f->reg_next) {
+                if (f->finished.load(std::memory_order_acquire)) continue;  // acquire: F2
+                const char* why = f->wait_reason.load(std::memory_order_relaxed);  // relaxed: diagnostics
+                std::string line = "  fiber " + std::to_string(f->id);
+                if (std::string name = f->name_copy(); !name.empty()) line += " '" + name + "'";
+                line += ": ";
+                line += why ? why : "parked";
+                line += '\n';
+                lines.emplace_back(f->id, std::move(line));
+            }
+        } catch (...) {
+            lock.unlock();
+            throw;
+        }
+        lock.unlock();
+    }
+    std::sort(lines.begin(), lines.end());
+    for (const auto& l : lines) out += l.second;
+}
 
 runtime_stats runtime_impl::stats() const {
     runtime_stats st;

@@ -120,6 +120,16 @@ public:
     /// "fiber <id> '<name>'" (the name if the fiber is registered: S3 of diag/stall.hpp).
     std::string describe_fiber(std::uint64_t id) const;
 
+    // The deadlock watch (diag/deadlock.hpp); any thread.
+    /// Quiet, as the watch means it: not stopping, every worker asleep, nothing
+    /// queued or in flight, no timer armed, no fiber waiting on a descriptor.
+    bool deadlock_quiet() const noexcept;
+    /// A sum that every switch, spawn, exit, park and descriptor wait increases (Z3).
+    std::uint64_t progress() const noexcept;
+    std::uint64_t fibers_alive() const noexcept { return alive(); }
+    /// One line per registered fiber: id, name, wait reason.
+    void describe_waits(std::string& out) const;
+
     bool stopping() const noexcept { return stop_.load(std::memory_order_acquire); }  // acquire: pairs with shutdown()
 
     std::atomic<std::int64_t> stacks_mapped{0};  // stats; declared before the workers that use it

@@ -13,6 +13,7 @@
 #include <weft/error.hpp>
 #include <weft/this_fiber.hpp>
 
+#include "diag/deadlock.hpp"
 #include "diag/overflow.hpp"
 #include "io/reactor.hpp"
 #include "sched/runtime_impl.hpp"
@@ -475,6 +476,7 @@ worker::epoll_sleep worker::sleep_in_epoll(std::int64_t timeout_ns) noexcept {
 }
 
 void worker::run() noexcept {
+    const deadlock::own_thread own;  // diag/deadlock.hpp Z1
     tls_worker = this;
     init_thread_context(sched_ctx_);
     thread_eh_ = thread_eh_state();  // switch.hpp X1

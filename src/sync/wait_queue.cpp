@@ -1,5 +1,8 @@
 #include "sync/wait_queue.hpp"
 
+#include <optional>
+
+#include "diag/deadlock.hpp"
 #include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"
 #include "time/timer_queue.hpp"
@@ -53,6 +56,9 @@ void unlock_spinlock(void* p) noexcept { static_cast<spinlock*>(p)->unlock(); }
 wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns, bool cancellable,
                         void (*after_unlock)(void*), void* arg) noexcept {
     if (!w.f) {
+        // diag/deadlock.hpp Z2: listed before the unlock, so no waker has claimed w yet.
+        std::optional<deadlock::plain_wait> listed;
+        if (deadline_ns == timer_queue::none) listed.emplace(w, why);
         lk.unlock();
         if (after_unlock) after_unlock(arg);
         for (;;) {
@@ -96,6 +102,7 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t d
 
 bool claim_waiter(waiter& w) noexcept {
     if (!w.f) {
+        deadlock::note_event();  // diag/deadlock.hpp Z3: before the claim turns a blocked thread into a running one
         std::uint32_t expected = 0;
         // acq_rel: a failed CAS means the sleeper timed out first and leaves on its own (Q2, Q3).
         return w.word.compare_exchange_strong(expected, 3, std::memory_order_acq_rel, std::memory_order_relaxed);

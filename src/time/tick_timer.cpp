@@ -49,6 +49,7 @@
 
 #include <pthread.h>
 
+#include "diag/deadlock.hpp"
 #include "time/timer_queue.hpp"
 #include "util/min_heap.hpp"
 #include "util/futex.hpp"
@@ -77,8 +78,23 @@ namespace {
 class tick_service {
 public:
     static tick_service& get() {
-        static tick_service* s = new tick_service;  // never destroyed (header)
+        static tick_service* s = [] {
+            auto* made = new tick_service;
+            existing.store(made, std::memory_order_release);  // release: the service is built
+            return made;
+        }();  // never destroyed (header)
         return *s;
+    }
+
+    /// Made by get(), or null; for the deadlock watch, which must not make it.
+    static inline std::atomic<tick_service*> existing{nullptr};
+
+    /// No live timer in the heap (diag/deadlock.hpp): the thread sleeps until armed.
+    bool quiet() noexcept {
+        lock_.lock();
+        const bool q = heap_.size() == stale_;  // firing happens under lock_, so none is half done
+        lock_.unlock();
+        return q;
     }
 
     /// Throws std::bad_alloc (then nothing changed).
@@ -128,6 +144,7 @@ private:
     }
 
     void run() noexcept {
+        const deadlock::own_thread own;  // diag/deadlock.hpp Z1 (never ends)
         ::pthread_setname_np(::pthread_self(), "weft-ticker");
         std::vector<tick_timer*>& dead = dead_;  // ours alone once the thread started
         for (;;) {
@@ -180,6 +197,11 @@ private:
 };
 
 }  // namespace
+
+bool tick_service_quiet() noexcept {
+    tick_service* s = tick_service::existing.load(std::memory_order_acquire);  // acquire: pairs with get()
+    return !s || s->quiet();
+}
 
 tick_timer* tick_timer_start(chan* c, std::int64_t deadline_ns, std::int64_t period_ns) {
     tick_service& s = tick_service::get();  // first: it may throw (the thread's creation)

@@ -1,0 +1,287 @@
+// The "all fibers are asleep" report; invariants Z1-Z5 in diag/deadlock.hpp.
+#include "diag/deadlock.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sched/runtime_impl.hpp"
+#include "sync/waiter.hpp"
+#include "util/log.hpp"
+#include "util/spinlock.hpp"
+
+namespace weft::detail {
+
+bool tick_service_quiet() noexcept;   // time/tick_timer.cpp
+bool blocking_pool_quiet() noexcept;  // io/blocking_pool.cpp
+
+namespace deadlock {
+
+namespace {
+
+std::atomic<std::uint64_t> events{0};         // Z3
+std::atomic<std::int64_t> own_threads{0};     // Z1
+std::atomic<std::uint64_t> last_reported{0};  // Z5: the event sum of the last report, + 1 (0: none)
+
+// Leaked: a monitor may still look while statics are destroyed at exit.
+std::mutex& registry_mu() {
+    static std::mutex* m = new std::mutex;
+    return *m;
+}
+std::vector<runtime_impl*>& registry() {  // guarded by registry_mu()
+    static auto* v = new std::vector<runtime_impl*>;
+    return *v;
+}
+
+/// The process's thread count from /proc/self/status, -1 if unknown.
+long process_threads() noexcept {
+    const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[4096];
+    std::size_t len = 0;
+    for (ssize_t n; len < sizeof buf - 1 && (n = ::read(fd, buf + len, sizeof buf - 1 - len)) != 0;) {
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        len += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    buf[len] = '\0';
+    const char* p = std::strstr(buf, "\nThreads:");
+    if (!p) return -1;
+    char* end = nullptr;
+    const long n = std::strtol(p + 9, &end, 10);
+    return end == p + 9 ? -1 : n;
+}
+
+/// A thread's name (/proc/self/task/<tid>/comm), or "".
+std::string thread_name(int tid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
+    std::string name;
+    if (std::FILE* f = std::fopen(path, "re")) {
+        char line[64];
+        if (std::fgets(line, sizeof line, f)) {
+            name = line;
+            if (!name.empty() && name.back() == '\n') name.pop_back();
+        }
+        std::fclose(f);
+    }
+    return name;
+}
+
+/// Z4: events plus every registered runtime's progress. Requires registry_mu().
+std::uint64_t event_sum(const std::vector<runtime_impl*>& rts) noexcept {
+    std::uint64_t s = events.load(std::memory_order_seq_cst);  // seq_cst: Z3 (header)
+    for (const runtime_impl* rt : rts) s += rt->progress();
+    return s;
+}
+
+}  // namespace
+
+/// Z2's list of plain threads in untimed waits.
+struct plain_list {
+    spinlock lock;
+    plain_wait* head = nullptr;  // guarded by lock
+
+    static plain_list& get() {
+        static plain_list* l = new plain_list;  // leaked: plain threads may wait during exit
+        return *l;
+    }
+
+    /// Listed waits whose waiter is still unclaimed (Z2). Requires lock.
+    std::int64_t blocked() const noexcept {
+        std::int64_t n = 0;
+        // acquire: pairs with the claimer's CAS; a claimed waiter is a running thread
+        for (const plain_wait* p = head; p; p = p->next_) n += p->w_->word.load(std::memory_order_acquire) == 0;
+        return n;
+    }
+
+    void describe(std::string& out) const {
+        for (const plain_wait* p = head; p; p = p->next_) {
+            if (p->w_->word.load(std::memory_order_acquire) != 0) continue;  // acquire: as above
+            out += "  thread " + std::to_string(p->tid_);
+            const std::string name = thread_name(p->tid_);
+            if (!name.empty()) out += " '" + name + "'";
+            out += ": ";
+            out += p->why_ ? p->why_ : "blocked";
+            out += '\n';
+        }
+    }
+};
+
+mode mode_from_env() {
+    const char* v = std::getenv("WEFT_DEADLOCK");
+    if (!v || !*v) return mode::abort;
+    const std::string_view s(v);
+    if (s == "abort") return mode::abort;
+    if (s == "warn") return mode::warn;
+    if (s == "off") return mode::off;
+    throw std::invalid_argument(std::string("weft: WEFT_DEADLOCK='") + v + "' is not 'abort', 'warn' or 'off'");
+}
+
+mode current_mode() noexcept {
+    static const mode m = [] {
+        try {
+            return mode_from_env();
+        } catch (...) {
+            return mode::abort;
+        }
+    }();
+    return m;
+}
+
+void note_event() noexcept {
+    events.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: Z3 (header)
+}
+
+own_thread::own_thread() noexcept {
+    note_event();                                         // Z3: before the change
+    own_threads.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: Z1 (header)
+}
+
+own_thread::~own_thread() {
+    note_event();
+    own_threads.fetch_sub(1, std::memory_order_seq_cst);  // seq_cst: Z1
+}
+
+plain_wait::plain_wait(const waiter& w, const char* why) noexcept
+    : w_(&w), why_(why), tid_(0), listed_(current_mode() != mode::off) {
+    if (!listed_) return;
+    tid_ = static_cast<int>(::gettid());
+    plain_list& l = plain_list::get();
+    l.lock.lock();
+    note_event();  // Z3
+    next_ = l.head;
+    if (l.head) l.head->prev_ = this;
+    l.head = this;
+    l.lock.unlock();
+}
+
+plain_wait::~plain_wait() {
+    if (!listed_) return;
+    plain_list& l = plain_list::get();
+    l.lock.lock();
+    note_event();  // Z3
+    if (prev_) prev_->next_ = next_;
+    else l.head = next_;
+    if (next_) next_->prev_ = prev_;
+    l.lock.unlock();
+}
+
+void register_runtime(runtime_impl& rt) {
+    std::lock_guard<std::mutex> g(registry_mu());
+    registry().reserve(registry().size() + 1);  // the only throw, before any change
+    note_event();                               // Z3
+    registry().push_back(&rt);
+}
+
+void unregister_runtime(runtime_impl& rt) noexcept {
+    std::lock_guard<std::mutex> g(registry_mu());
+    auto& rts = registry();
+    const auto it = std::find(rts.begin(), rts.end(), &rt);
+    if (it == rts.end()) return;
+    note_event();  // Z3
+    rts.erase(it);
+}
+
+void watch::look(runtime_impl& self) noexcept {
+    if (current_mode() == mode::off) return;
+    if (!self.idle.all_parked()) {  // the common case: one atomic load
+        quiet_before_ = false;
+        return;
+    }
+    try {
+        std::unique_lock<std::mutex> g(registry_mu());
+        const std::vector<runtime_impl*>& rts = registry();
+        if (std::find(rts.begin(), rts.end(), &self) == rts.end()) {  // not yet, or no more
+            quiet_before_ = false;
+            return;
+        }
+        const std::uint64_t sum0 = event_sum(rts);
+        bool quiet = true;
+        std::uint64_t alive = 0;
+        for (const runtime_impl* rt : rts) {
+            if (!rt->deadlock_quiet()) {
+                quiet = false;
+                break;
+            }
+            alive += rt->fibers_alive();
+        }
+        quiet = quiet && tick_service_quiet() && blocking_pool_quiet();
+        std::int64_t blocked = 0;
+        if (quiet) {
+            plain_list& l = plain_list::get();
+            l.lock.lock();
+            blocked = l.blocked();
+            l.lock.unlock();
+            // Nothing waits: an idle process, not a deadlock (and no /proc read per look).
+            quiet = (alive > 0 || blocked > 0) &&
+                    process_threads() == own_threads.load(std::memory_order_seq_cst) + blocked;  // seq_cst: Z1
+        }
+        const std::uint64_t sum1 = event_sum(rts);
+        if (!quiet || sum0 != sum1) {
+            quiet_before_ = false;
+            return;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (!quiet_before_ || first_sum_ != sum1) {  // the first quiet look of an episode
+            quiet_before_ = true;
+            first_sum_ = sum0;
+            first_at_ = now;
+            return;
+        }
+        if (now - first_at_ < confirm) return;
+        // Z5: one report per quiet state, whichever monitor gets here first.
+        // relaxed: the registry mutex orders the monitors that get here.
+        if (last_reported.exchange(sum1 + 1, std::memory_order_relaxed) == sum1 + 1) return;
+        std::string text = "all fibers are asleep - deadlock!\n";
+        text += "Nothing can wake them: every worker is asleep, no timer is armed, no fiber waits on a descriptor, ";
+        text += "no spawn_blocking job runs, and every other thread of the process is blocked in a weft call ";
+        text += "with no deadline.\n";
+        for (const runtime_impl* rt : rts) rt->describe_waits(text);
+        {
+            plain_list& l = plain_list::get();
+            std::string threads;
+            l.lock.lock();
+            try {
+                l.describe(threads);
+            } catch (...) {
+                l.lock.unlock();
+                throw;
+            }
+            l.lock.unlock();
+            if (!threads.empty()) text += "plain threads blocked in weft calls:\n" + threads;
+        }
+        if (current_mode() == mode::warn) {
+            text += "(WEFT_DEADLOCK=warn: going on)";
+            log().error("{}", text);
+            return;
+        }
+        text += "(WEFT_DEADLOCK=off turns this check off, =warn logs it and goes on)\n";
+        const std::string out = "weft: " + text;
+        for (std::size_t done = 0; done < out.size();) {
+            const ssize_t n = ::write(STDERR_FILENO, out.data() + done, out.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            done += static_cast<std::size_t>(n);
+        }
+        std::abort();
+    } catch (...) {  // out of memory, or a mutex error: no verdict this time
+        quiet_before_ = false;
+    }
+}
+
+}  // namespace deadlock
+}  // namespace weft::detail
