@@ -11,6 +11,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "context/stack.hpp"
 #include "sched/fiber.hpp"
 #include "sched/worker.hpp"
 #include "util/check.hpp"
@@ -158,11 +159,19 @@ void install_overflow_handler() noexcept {
     });
 }
 
+// The signal stack has its own guard page below it, as every fiber stack has:
+// a handler that runs past its bottom (ours, or an earlier handler forward()
+// calls on it) faults there instead of writing over whatever is mapped below.
+// That fault comes while SIGSEGV is blocked, so the kernel kills the process
+// with SIGSEGV: a loud end rather than a silent corruption.
 void install_thread_altstack() noexcept {
-    void* p = ::mmap(nullptr, altstack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const std::size_t guard = page_size();
+    void* p = ::mmap(nullptr, guard + altstack_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     WEFT_CHECK(p != MAP_FAILED);
+    char* usable = static_cast<char*>(p) + guard;
+    WEFT_CHECK(::mprotect(usable, altstack_size, PROT_READ | PROT_WRITE) == 0);
     stack_t ss;
-    ss.ss_sp = p;
+    ss.ss_sp = usable;
     ss.ss_size = altstack_size;
     ss.ss_flags = 0;
     WEFT_CHECK(::sigaltstack(&ss, nullptr) == 0);
@@ -175,7 +184,7 @@ void remove_thread_altstack() noexcept {
     std::memset(&ss, 0, sizeof ss);
     ss.ss_flags = SS_DISABLE;
     WEFT_CHECK(::sigaltstack(&ss, nullptr) == 0);
-    WEFT_CHECK(::munmap(tls_altstack, altstack_size) == 0);
+    WEFT_CHECK(::munmap(tls_altstack, page_size() + altstack_size) == 0);
     tls_altstack = nullptr;
 }
 

@@ -43,7 +43,8 @@
 // async-signal-safe.
 //
 // Lifecycle: install_overflow_handler() once per process (first runtime);
-// install_thread_altstack()/remove_thread_altstack() per worker thread.
+// install_thread_altstack()/remove_thread_altstack() per worker thread; each
+// signal stack (64 KiB) has a guard page below it (overflow.cpp).
 //
 // Tested by test/death/stack_guard_death_test.cpp.
 #pragma once

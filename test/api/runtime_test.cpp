@@ -1,8 +1,12 @@
 // weft::runtime: options, block_on, current(), stats(), dump_json(), shutdown.
 // Public API only (weft_dep): this file must compile without src/.
+#include <signal.h>
+
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -371,6 +375,30 @@ TEST_P(RuntimeTest, ShutdownWakesFibersParkedForever) {
     EXPECT_GE(cancelled.load(), 1);
     EXPECT_LE(cancelled.load(), 2);
     EXPECT_EQ(rt.stats().fibers_alive, 0u);
+}
+
+// --- the workers' signal stacks ---------------------------------------------
+
+// The stack-overflow report runs on each worker's alternate signal stack; it
+// has a guard page below it, as every fiber stack has, so a handler that runs
+// past its bottom faults instead of writing over the mapping below.
+TEST_P(RuntimeTest, WorkersSignalStackHasAGuardPageBelowIt) {
+    const std::uintptr_t bottom = rt.block_on([] {
+        stack_t ss{};
+        if (::sigaltstack(nullptr, &ss) != 0 || (ss.ss_flags & SS_DISABLE)) return std::uintptr_t{0};
+        return reinterpret_cast<std::uintptr_t>(ss.ss_sp);
+    });
+    ASSERT_NE(bottom, 0u) << "the worker has no alternate signal stack";
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    bool guarded = false;
+    while (std::getline(maps, line)) {
+        unsigned long long from = 0, to = 0;
+        char perms[5] = {};
+        if (std::sscanf(line.c_str(), "%llx-%llx %4s", &from, &to, perms) != 3) continue;
+        if (to == bottom) guarded = std::string(perms, 3) == "---";
+    }
+    EXPECT_TRUE(guarded) << "no inaccessible mapping ends at the signal stack's bottom " << std::hex << bottom;
 }
 
 // --- stats() and dump_json() -----------------------------------------------
