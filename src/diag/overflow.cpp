@@ -5,6 +5,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
@@ -93,20 +94,39 @@ overflow_sign sign_of(const fiber* f, std::uintptr_t addr, std::uintptr_t sp, in
     std::abort();
 }
 
+// O3: SA_RESETHAND on the earlier handler: the first forward uses it up.
+std::atomic<bool> g_previous_used{false};
+
 void forward(int sig, siginfo_t* info, void* uctx) noexcept {
-    if (g_previous.sa_flags & SA_SIGINFO) {
-        if (g_previous.sa_sigaction) {
-            g_previous.sa_sigaction(sig, info, uctx);
-            return;
+    const bool siginfo = (g_previous.sa_flags & SA_SIGINFO) != 0;
+    const bool has_handler = siginfo ? g_previous.sa_sigaction != nullptr
+                                     : g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN;
+    // relaxed: one flag, and exchange makes exactly one fault its last user
+    const bool reset = (g_previous.sa_flags & SA_RESETHAND) != 0;
+    if (has_handler && !(reset && g_previous_used.exchange(true, std::memory_order_relaxed))) {
+        // As the kernel would have run it: its sa_mask blocked as well, and
+        // SIGSEGV itself unblocked under SA_NODEFER. Our mask comes back as we
+        // return (the kernel restores uc_sigmask), but the handler may return to
+        // us, so restore it here too. pthread_sigmask is async-signal-safe.
+        sigset_t old;
+        ::pthread_sigmask(SIG_BLOCK, &g_previous.sa_mask, &old);
+        if (g_previous.sa_flags & SA_NODEFER) {
+            sigset_t self;
+            sigemptyset(&self);
+            sigaddset(&self, sig);
+            ::pthread_sigmask(SIG_UNBLOCK, &self, nullptr);
         }
-    } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
-        g_previous.sa_handler(sig);
+        if (siginfo) g_previous.sa_sigaction(sig, info, uctx);
+        else g_previous.sa_handler(sig);
+        ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
         return;
     }
+    // Here: no earlier handler, or an SA_RESETHAND one used up (its disposition
+    // is now the default, so an ignored SIGSEGV is not what it was).
     // O3: a SIGSEGV sent by kill/tgkill (si_code <= 0) to a process that ignores it
     // stays ignored, as without weft, and our handler stays.
     const bool sent = info->si_code <= 0;
-    if (g_previous.sa_handler == SIG_IGN && sent) return;
+    if (!has_handler && g_previous.sa_handler == SIG_IGN && sent) return;
     // O3: the default action. A fault re-runs its instruction and faults again
     // once we return; a signal that was sent, or forced by the kernel (SI_KERNEL:
     // no room for a signal frame, a general protection fault), would not come

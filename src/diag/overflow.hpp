@@ -22,7 +22,11 @@
 //  O2 The candidates are the fiber running() names and, during a switch, the one
 //     switching_from() names: between `current_ = next` and the jump the leaving
 //     fiber's registers are still pushed onto its own stack (worker.hpp).
-//  O3 Not an overflow: the earlier handler runs if there was one. Otherwise the
+//  O3 Not an overflow: the earlier handler runs if there was one, as the
+//     kernel would have run it: with its sa_mask blocked as well, SIGSEGV
+//     unblocked under SA_NODEFER, only once under SA_RESETHAND (the first
+//     fault to get there uses it up; later ones take the default action).
+//     On our signal stack, whatever its SA_ONSTACK said. Otherwise the
 //     default action is restored (the handler stays for an ignored, sent
 //     SIGSEGV), and a signal that would not come again by returning (sent, or
 //     SI_KERNEL) is raised anew, delivered as the handler returns: the process

@@ -1,7 +1,9 @@
 // Guard pages: a fiber that overflows its stack is reported by name and stack
 // size; any other segfault on a fiber is not mistaken for an overflow.
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <climits>
@@ -232,6 +234,58 @@ TEST(StackGuardDeathTest, ASentSegvIsNotSwallowed) {
             std::exit(0);
         },
         died_of_segv, not_contains("survived"));
+}
+
+// O3: a SIGSEGV that is no overflow goes to the handler that was there before
+// weft, run as the kernel would have run it: with its sa_mask blocked (it was
+// called with weft's mask alone), and under SA_RESETHAND only once.
+namespace earlier_handler {
+char* protected_page() {
+    void* p = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+}
+void fault_on_a_fiber() {
+    weft::runtime rt(weft::runtime_options{.workers = 1, .stack_size = small_stack});
+    char* volatile page = protected_page();
+    rt.block_on([page] { *page = 1; });  // not in any stack: no overflow
+}
+void exits_3_if_usr1_blocked(int) {
+    sigset_t now;
+    ::pthread_sigmask(SIG_BLOCK, nullptr, &now);
+    ::_exit(sigismember(&now, SIGUSR1) == 1 ? 3 : 4);
+}
+std::atomic<int> calls{0};
+void counts_and_returns(int) {
+    if (calls.fetch_add(1) == 1) ::_exit(5);  // a second call: SA_RESETHAND was ignored
+}
+}  // namespace earlier_handler
+
+TEST(StackGuardDeathTest, AnEarlierHandlerRunsWithItsOwnMask) {
+    if (sanitized) GTEST_SKIP() << "the sanitizers run signal handlers their own way";
+    EXPECT_EXIT(
+        {
+            struct sigaction sa {};
+            sa.sa_handler = earlier_handler::exits_3_if_usr1_blocked;
+            sigemptyset(&sa.sa_mask);
+            sigaddset(&sa.sa_mask, SIGUSR1);
+            ::sigaction(SIGSEGV, &sa, nullptr);  // before the first runtime installs weft's
+            earlier_handler::fault_on_a_fiber();
+        },
+        testing::ExitedWithCode(3), "");
+}
+
+TEST(StackGuardDeathTest, AnEarlierOneShotHandlerRunsOnceThenTheDefaultKills) {
+    if (sanitized) GTEST_SKIP() << "the sanitizers run signal handlers their own way";
+    EXPECT_EXIT(
+        {
+            struct sigaction sa {};
+            sa.sa_handler = earlier_handler::counts_and_returns;
+            sigemptyset(&sa.sa_mask);
+            sa.sa_flags = SA_RESETHAND;
+            ::sigaction(SIGSEGV, &sa, nullptr);
+            earlier_handler::fault_on_a_fiber();  // returns, faults again: now the default
+        },
+        died_of_segv, "");
 }
 
 // A frame larger than a page that steps over a one-page guard without touching
