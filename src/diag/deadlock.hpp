@@ -22,11 +22,14 @@
 //     thing it runs and decrements it as the last, so it never counts a thread
 //     that does not exist: "threads in the process == own + blocked plain"
 //     leaves no room for any other thread.
-//  Z2 A plain thread's untimed wait (wait_queue.cpp park_waiter) is listed from
-//     before it releases the waited-on lock until after its wait returns, and
-//     counts as blocked only while its word is 0: a waker's claim (0 -> 3)
-//     turns it into a running thread at once, though still listed. Timed
-//     plain waits are never listed: they end by themselves.
+//  Z2 A plain thread's untimed wait (wait_queue.cpp park_waiter) is listed
+//     once it has nothing left to do but sleep (after it released the
+//     waited-on lock and ran its after-unlock step, which may wake others)
+//     until after its wait returns, and counts as blocked only while its word
+//     is 0: a waker's claim (0 -> 3), before or after the listing, turns it
+//     into a running thread at once, though still listed. Before it is
+//     listed it is a thread the look does not know: no report. Timed plain
+//     waits are never listed: they end by themselves.
 //  Z3 Whatever a look reads that can change without passing through a state
 //     the look sees as busy bumps events_ *before* it changes: an own thread
 //     starting or ending (Z1), a plain wait listed or unlisted, a plain waiter
@@ -103,8 +106,8 @@ public:
     own_thread& operator=(const own_thread&) = delete;
 };
 
-/// Z2: a plain thread's untimed wait on `w`. Construct before releasing the
-/// lock that guards w's list (the waker then cannot have claimed it yet).
+/// Z2: a plain thread's untimed wait on `w`, from just before its sleep until
+/// it returns.
 class plain_wait {
 public:
     plain_wait(const waiter& w, const char* why) noexcept;

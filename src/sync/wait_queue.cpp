@@ -56,11 +56,11 @@ void unlock_spinlock(void* p) noexcept { static_cast<spinlock*>(p)->unlock(); }
 wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t deadline_ns, bool cancellable,
                         void (*after_unlock)(void*), void* arg) noexcept {
     if (!w.f) {
-        // diag/deadlock.hpp Z2: listed before the unlock, so no waker has claimed w yet.
-        std::optional<deadlock::plain_wait> listed;
-        if (deadline_ns == timer_queue::none) listed.emplace(w, why);
         lk.unlock();
         if (after_unlock) after_unlock(arg);
+        // diag/deadlock.hpp Z2: listed once nothing is left to do but sleep.
+        std::optional<deadlock::plain_wait> listed;
+        if (deadline_ns == timer_queue::none) listed.emplace(w, why);
         for (;;) {
             const std::uint32_t v = w.word.load(std::memory_order_acquire);  // acquire: pairs with the waker's release
             if (v == 1) return wake_reason::notified;
