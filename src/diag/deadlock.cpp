@@ -2,6 +2,7 @@
 #include "diag/deadlock.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -142,6 +143,42 @@ mode current_mode() noexcept {
     return m;
 }
 
+namespace {
+
+// fork(): the child has none of the threads the watch accounts for, and a
+// lock a parent thread held would stay held there for ever. So the watch's
+// locks are taken across the fork (registry, then the plain list: the look's
+// order), and the child starts from nothing: no runtime (the parent's are
+// dead there), no listed waiter, no own thread. The forking thread, whatever
+// it was in the parent, is a thread the child's watch does not know (Z1).
+void before_fork() noexcept {
+    registry_mu().lock();
+    plain_list::get().lock.lock();
+}
+void after_fork_in_parent() noexcept {
+    plain_list::get().lock.unlock();
+    registry_mu().unlock();
+}
+void after_fork_in_child() noexcept {
+    plain_list::get().head = nullptr;
+    registry().clear();
+    own_threads.store(0, std::memory_order_seq_cst);  // seq_cst: Z1
+    note_event();
+    plain_list::get().lock.unlock();
+    registry_mu().unlock();
+}
+
+}  // namespace
+
+void install_fork_handlers() noexcept {
+    static const bool installed = [] {
+        (void)registry_mu();  // both made before any handler can run
+        (void)plain_list::get();
+        return ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child) == 0;
+    }();
+    (void)installed;  // ENOMEM only: then a child may inherit a held lock, as before
+}
+
 void note_event() noexcept {
     events.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: Z3 (header)
 }
@@ -159,6 +196,7 @@ own_thread::~own_thread() {
 plain_wait::plain_wait(const waiter& w, const char* why) noexcept
     : w_(&w), why_(why), tid_(0), listed_(current_mode() != mode::off) {
     if (!listed_) return;
+    install_fork_handlers();
     tid_ = static_cast<int>(::gettid());
     plain_list& l = plain_list::get();
     l.lock.lock();
@@ -181,6 +219,7 @@ plain_wait::~plain_wait() {
 }
 
 void register_runtime(runtime_impl& rt) {
+    install_fork_handlers();
     std::lock_guard<std::mutex> g(registry_mu());
     registry().reserve(registry().size() + 1);  // the only throw, before any change
     note_event();                               // Z3
@@ -192,7 +231,8 @@ void unregister_runtime(runtime_impl& rt) noexcept {
     auto& rts = registry();
     const auto it = std::find(rts.begin(), rts.end(), &rt);
     if (it == rts.end()) return;
-    note_event();  // Z3
+    // Z3, and the sum stays monotonic: its share of the sum moves into events.
+    events.fetch_add(1 + rt.progress(), std::memory_order_seq_cst);  // seq_cst: Z3
     rts.erase(it);
 }
 

@@ -5,8 +5,9 @@
 // of its looks, diag/stall.hpp):
 //   - every runtime that exists is quiet: not shutting down, all its workers
 //     asleep (idle.hpp), no fiber queued, no timer armed in any worker's heap
-//     (sleeps, deadlines, timed waits), no fiber parked on a descriptor, no
-//     spawn or wake from outside its workers in flight;
+//     (sleeps, deadlines, timed waits), no fiber in an *open* wait (parked on
+//     a descriptor, or in a sleep with no end: worker.hpp), no spawn or wake
+//     from outside its workers in flight;
 //   - the callback-timer service (after, ticker) has no live timer;
 //   - the blocking pool runs and queues no job;
 //   - every thread of the process (/proc/self/status) is one of weft's own
@@ -57,12 +58,20 @@
 // calls apart, far beyond any store's time to become visible. The lists are
 // guarded by their spinlock and the registry by its mutex.
 //
+// fork(): the child has none of the threads and waiters the parent's watch
+// counted, so fork handlers (deadlock.cpp) hold the watch's locks across it
+// and start the child from nothing; the timer thread's own handler (time/
+// tick_timer.cpp K5) runs after ours, so the child's new timer thread counts.
+//
 // Limits, said in the README. A thread weft does not know (a library's
 // helper thread, ThreadSanitizer's background thread, a thread in sleep(3)
 // or in a blocking system call) may wake a fiber at any time: while one
 // exists, there is no report. A signal handler may not call weft (nothing in
 // weft is async-signal-safe). The looks are made by the runtimes' monitor
-// threads: a runtime with one worker and stall warnings off has none.
+// threads: a runtime with one worker and stall warnings off has none. A
+// thread blocked in std::thread::join, std::future::get or a std:: lock is
+// such an unknown thread, so "main joins plain threads that deadlocked on
+// weft primitives" is not reported; the same with weft's join is.
 //
 // Cost: a look that finds its own runtime's workers awake reads one atomic.
 // Otherwise it takes the registry mutex and reads each runtime's counters;
@@ -96,6 +105,12 @@ mode current_mode() noexcept;
 
 /// Z3: something a look reads is about to change.
 void note_event() noexcept;
+
+/// fork(): the child starts with no runtime, no listed waiter and no own
+/// thread (deadlock.cpp). Idempotent. A service that starts a thread in its
+/// own fork child handler calls this first: child handlers run in the order
+/// they were installed, so its new thread is counted after the reset.
+void install_fork_handlers() noexcept;
 
 /// Z1: the first object of each of weft's own threads, destroyed last.
 class own_thread {

@@ -222,9 +222,9 @@ void thread_wait(int fd, bool write, std::int64_t deadline_ns) {
 
 /// A fiber's wait: `w` is linked on `q` of the locked pd. Unlocks it.
 void park_on_desc(poll_desc& p, waiter& w, waiter_list& q, bool write, std::int64_t deadline_ns) {
-    worker::current()->count_io_wait();  // the deadlock watch: a descriptor may wake us (diag/deadlock.hpp)
+    worker::current()->count_open_wait();  // an open wait: the deadlock watch counts it (worker.hpp)
     const wake_reason why = park_waiter(w, p.lk, write ? "io write" : "io read", deadline_ns);
-    worker::current()->count_io_done();  // perhaps another worker's counter: the sums match (worker.hpp)
+    worker::current()->count_open_done();  // perhaps another worker's counter: the sums match (worker.hpp)
     if (why == wake_reason::notified) {
         if (w.token == closed_token) throw_errno(EBADF, "weft io: descriptor closed while waiting");
         return;

@@ -350,8 +350,8 @@ bool runtime_impl::deadlock_quiet() const noexcept {
     // As alive() (R2): every "done" counter before any "waits" counter, so the
     // difference never undercounts.
     std::uint64_t done = 0, waits = 0;
-    for (const auto& w : workers) done += w->n_io_done.load(std::memory_order_acquire);  // acquire: as R2
-    for (const auto& w : workers) waits += w->n_io_waits.load(std::memory_order_acquire);  // acquire: as R2
+    for (const auto& w : workers) done += w->n_open_done.load(std::memory_order_acquire);  // acquire: as R2
+    for (const auto& w : workers) waits += w->n_open_waits.load(std::memory_order_acquire);  // acquire: as R2
     return waits <= done;
 }
 
@@ -362,7 +362,7 @@ std::uint64_t runtime_impl::progress() const noexcept {
         s += w->n_switches.load(std::memory_order_acquire) + w->n_lone_yields.load(std::memory_order_acquire) +
              w->n_spawned.load(std::memory_order_acquire) + w->n_exited.load(std::memory_order_acquire) +
              w->n_parks.load(std::memory_order_acquire) + w->n_unparks.load(std::memory_order_acquire) +
-             w->n_io_waits.load(std::memory_order_acquire) + w->n_io_done.load(std::memory_order_acquire);
+             w->n_open_waits.load(std::memory_order_acquire) + w->n_open_done.load(std::memory_order_acquire);
     }
     return s;
 }

@@ -152,8 +152,8 @@ public:
 
     // --- this worker's thread only ---
     void count_spawn() noexcept { bump_release(n_spawned); }
-    void count_io_wait() noexcept { bump_release(n_io_waits); }
-    void count_io_done() noexcept { bump_release(n_io_done); }
+    void count_open_wait() noexcept { bump_release(n_open_waits); }
+    void count_open_done() noexcept { bump_release(n_open_done); }
     /// A spawned fiber: newest end of the deque (overflow to the injector).
     void schedule_spawned(fiber* f) noexcept;
     /// A woken fiber: the LIFO slot (the previous occupant moves to the deque).
@@ -199,10 +199,12 @@ public:
     std::atomic<int> os_tid{0};
     // R2 counters (runtime_impl.hpp): release increments, single writer
     std::atomic<std::uint64_t> n_spawned{0}, n_exited{0};
-    // Fibers parked on a descriptor = sum of n_io_waits - sum of n_io_done over the
-    // workers (a wait may end on another worker); release increments, single writer,
-    // read as R2's (done first). For the deadlock watch (diag/deadlock.hpp).
-    std::atomic<std::uint64_t> n_io_waits{0}, n_io_done{0};
+    // Fibers in an *open* wait, one that something other than a weft thread may
+    // end (a descriptor's readiness, or time itself in a sleep with no end) = sum
+    // of n_open_waits - sum of n_open_done over the workers (a wait may end on
+    // another worker); release increments, single writer, read as R2's (done
+    // first). For the deadlock watch (diag/deadlock.hpp).
+    std::atomic<std::uint64_t> n_open_waits{0}, n_open_done{0};
     std::atomic<bool> lifo_full{false};  // relaxed mirror of lifo_ for stats
 
     /// True when this worker has another fiber ready to run (owner only).

@@ -102,7 +102,8 @@ wake_reason park_waiter(waiter& w, spinlock& lk, const char* why, std::int64_t d
 
 bool claim_waiter(waiter& w) noexcept {
     if (!w.f) {
-        deadlock::note_event();  // diag/deadlock.hpp Z3: before the claim turns a blocked thread into a running one
+        // diag/deadlock.hpp Z3: before the claim turns a blocked thread into a running one
+        if (deadlock::current_mode() != deadlock::mode::off) deadlock::note_event();
         std::uint32_t expected = 0;
         // acq_rel: a failed CAS means the sleeper timed out first and leaves on its own (Q2, Q3).
         return w.word.compare_exchange_strong(expected, 3, std::memory_order_acq_rel, std::memory_order_relaxed);

@@ -35,6 +35,8 @@
 // wake_ is read and bumped under lock_ (relaxed would do; its only other use
 // is the futex's own comparison).
 //
+//  K5 fork(): the child gets a thread of its own (see the fork handlers).
+//
 // The service and its thread are created on first use and never destroyed
 // (a detached thread asleep on a futex at exit costs nothing).
 //
@@ -78,27 +80,25 @@ namespace {
 class tick_service {
 public:
     static tick_service& get() {
-        static tick_service* s = [] {
-            auto* made = new tick_service;
-            existing.store(made, std::memory_order_release);  // release: the service is built
-            return made;
-        }();  // never destroyed (header)
+        static tick_service* s = new tick_service;  // never destroyed (header)
         return *s;
     }
 
     /// Made by get(), or null; for the deadlock watch, which must not make it.
     static inline std::atomic<tick_service*> existing{nullptr};
 
-    /// No live timer in the heap (diag/deadlock.hpp): the thread sleeps until armed.
+    /// No timer that can fire (diag/deadlock.hpp): no live entry, or no thread
+    /// to fire it (a fork child that could not start one, K5).
     bool quiet() noexcept {
         lock_.lock();
-        const bool q = heap_.size() == stale_;  // firing happens under lock_, so none is half done
+        const bool q = heap_.size() == stale_ || !has_thread_;  // firing happens under lock_: none is half done
         lock_.unlock();
         return q;
     }
 
-    /// Throws std::bad_alloc (then nothing changed).
+    /// Throws std::bad_alloc or std::system_error (then nothing changed).
     void arm_locked(tick_timer* t, std::int64_t when) {
+        if (!has_thread_) start_thread_locked();  // K5
         push_locked(entry{when, t, t->gen});
         t->armed = true;
         t->refs.fetch_add(1, std::memory_order_relaxed);  // relaxed: the caller holds one (K2)
@@ -140,7 +140,34 @@ private:
 
     tick_service() {
         dead_.reserve(dead_batch);  // run() never allocates: it is noexcept (a bad_alloc would terminate)
+        start_thread_locked();  // nobody else can see us yet
+        existing.store(this, std::memory_order_release);  // release: built, before a fork handler reads it
+        deadlock::install_fork_handlers();  // first: its child handler must run before ours (deadlock.hpp)
+        (void)::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);  // ENOMEM only
+    }
+
+    void start_thread_locked() {
         std::thread([this] { run(); }).detach();
+        has_thread_ = true;
+    }
+
+    // K5: fork() with lock_ held by another thread would leave it held in the
+    // child for ever, and the child has no thread to fire timers. So lock_ is
+    // held across the fork, and the child starts a new thread at once (its
+    // copies of the armed timers still fire), or at its next arm if it cannot.
+    static void before_fork() noexcept { existing.load(std::memory_order_acquire)->lock_.lock(); }  // acquire: get()
+    static void after_fork_in_parent() noexcept { existing.load(std::memory_order_acquire)->lock_.unlock(); }
+    static void after_fork_in_child() noexcept {
+        tick_service* s = existing.load(std::memory_order_acquire);  // acquire: as above
+        s->has_thread_ = false;
+        // References the parent's thread was dropping outside the lock: leaked
+        // here rather than dropped twice.
+        s->dead_.clear();
+        try {
+            s->start_thread_locked();
+        } catch (...) {  // no thread now: the next arm tries again
+        }
+        s->lock_.unlock();
     }
 
     void run() noexcept {
@@ -193,6 +220,7 @@ private:
     std::vector<entry> heap_;
     std::vector<tick_timer*> dead_;  // the thread's, reserved before it starts
     std::size_t stale_ = 0;  // entries whose gen no longer matches (K1)
+    bool has_thread_ = false;  // K5; guarded by lock_
     std::atomic<std::uint32_t> wake_{0};
 };
 

@@ -120,10 +120,15 @@ void sleep_until_steady_ns(std::int64_t deadline_ns) {
     spinlock lk;  // nobody else ever takes it: only the deadline (or cancellation) wakes us
     waiter_list list;
     waiter me = make_waiter();
+    // A sleep with no end (a saturated deadline) is no deadlock: it waits for time,
+    // as Go's time.Sleep(max) does (diag/deadlock.hpp).
+    const bool endless = deadline_ns == timer_queue::none;
     for (;;) {
         lk.lock();
         list.push_back(me);
+        if (endless) worker::current()->count_open_wait();
         const wake_reason r = park_waiter(me, lk, "sleep", deadline_ns);
+        if (endless) worker::current()->count_open_done();
         lk.lock();
         if (me.linked) list.remove(me);
         lk.unlock();

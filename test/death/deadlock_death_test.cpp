@@ -7,8 +7,10 @@
 // not know, so the watch rightly never reports there (Z1). The cases where a
 // wake-up can still come, and must not be reported, are in
 // test/api/deadlock_test.cpp.
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <mutex>
@@ -141,6 +143,103 @@ TEST(DeadlockModeDeathTest, OffMakesNoReport) {
             rt.block_on([&] { (void)ch.recv(); });
         },
         testing::KilledBySignal(SIGALRM), "");
+}
+
+// A sleep with no end waits for time, not for another thread: as Go's
+// time.Sleep(max), it is no deadlock (found by review). Only the alarm ends it.
+TEST(DeadlockModeDeathTest, AnEndlessSleepIsNoDeadlock) {
+    if constexpr (weft_test::thread_sanitized) GTEST_SKIP() << "TSan's own thread hides every deadlock";
+    EXPECT_EXIT(
+        {
+            ::alarm(2);  // SIGALRM, not SIGABRT: no report aborted it
+            weft::runtime rt(weft::runtime_options{.workers = 2});
+            rt.block_on([] { weft::this_fiber::sleep_for(std::chrono::hours::max()); });
+        },
+        testing::KilledBySignal(SIGALRM), "");
+}
+
+// fork(): the child has none of the parent's threads; the watch starts there
+// from nothing (src/diag/deadlock.cpp, fork handlers). Found by review: the
+// parent's timer thread, still counted in the child, hid a sleeping thread
+// there, and a correct child was aborted; the parent's waiters, still listed,
+// were walked on stacks the child had reused.
+namespace forked {
+
+/// Runs f in a fork child; its exit code, or 128 + the signal that killed it.
+template <class F>
+int run_in_child(F f) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        f();
+        ::_exit(0);
+    }
+    int status = 0;
+    if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return 255;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/// Leaves the parent with every kind of weft thread: a runtime's workers and
+/// monitor, the timer thread, a blocking-pool thread.
+void busy_parent(weft::runtime& rt) {
+    rt.block_on([] {
+        (void)weft::after(std::chrono::milliseconds(1)).recv();
+        (void)weft::spawn_blocking([] { return 0; });
+    });
+}
+
+}  // namespace forked
+
+TEST(DeadlockForkDeathTest, AForkChildWaitingForASleepingThreadIsNotReported) {
+    if constexpr (weft_test::thread_sanitized) GTEST_SKIP() << "TSan and fork() with threads do not mix";
+    EXPECT_EXIT(
+        {
+            // Exactly one parent thread the child lacks: as many as the sleeping thread below.
+            (void)weft::after(std::chrono::milliseconds(1)).recv();
+            std::exit(forked::run_in_child([] {
+                weft::runtime rt(weft::runtime_options{.workers = 2});
+                weft::channel<int> ch(0);
+                std::thread late([ch]() mutable {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+                    ch.send(1);
+                });
+                const std::optional<int> v = rt.block_on([&] { return ch.recv(); });
+                late.join();
+                ::_exit(v == std::optional<int>(1) ? 0 : 1);
+            }));
+        },
+        testing::ExitedWithCode(0), "");
+}
+
+TEST(DeadlockForkDeathTest, ADeadlockInAForkChildIsReported) {
+    if constexpr (weft_test::thread_sanitized) GTEST_SKIP() << "TSan's own thread hides every deadlock";
+    EXPECT_EXIT(
+        {
+            weft::runtime parent(weft::runtime_options{.workers = 2});
+            forked::busy_parent(parent);
+            std::exit(forked::run_in_child([] {
+                weft::runtime rt(weft::runtime_options{.workers = 2});
+                weft::channel<int> ch(0);
+                rt.block_on([&] { (void)ch.recv(); });
+            }));
+        },
+        testing::ExitedWithCode(128 + SIGABRT), "all fibers are asleep - deadlock!");
+}
+
+// An after() armed before fork() fires in the child too (the child starts a
+// timer thread of its own; it waited for ever before).
+TEST(DeadlockForkDeathTest, AnAfterArmedBeforeForkFiresInTheChild) {
+    if constexpr (weft_test::thread_sanitized) GTEST_SKIP() << "TSan and fork() with threads do not mix";
+    EXPECT_EXIT(
+        {
+            static weft::channel<std::chrono::steady_clock::time_point> fires =
+                weft::after(std::chrono::milliseconds(300));
+            std::exit(forked::run_in_child([] {
+                std::chrono::steady_clock::time_point at;
+                const auto r = fires.recv_for(at, std::chrono::seconds(5));
+                ::_exit(r == weft::channel_op_status::success ? 0 : 1);
+            }));
+        },
+        testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
