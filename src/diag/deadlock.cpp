@@ -151,6 +151,10 @@ namespace {
 // order), and the child starts from nothing: no runtime (the parent's are
 // dead there), no listed waiter, no own thread. The forking thread, whatever
 // it was in the parent, is a thread the child's watch does not know (Z1).
+// Lock order: registry, then the plain list (the report's order). While
+// either is held, no other fork handler's lock (the timer service's, the
+// pool's) is taken, nor the reverse, so those handlers may run before or
+// after these: a thread holding all of them waits for nobody who holds one.
 void before_fork() noexcept {
     registry_mu().lock();
     plain_list::get().lock.lock();
@@ -168,8 +172,6 @@ void after_fork_in_child() noexcept {
     registry_mu().unlock();
 }
 
-}  // namespace
-
 void install_fork_handlers() noexcept {
     static const bool installed = [] {
         (void)registry_mu();  // both made before any handler can run
@@ -178,6 +180,8 @@ void install_fork_handlers() noexcept {
     }();
     (void)installed;  // ENOMEM only: then a child may inherit a held lock, as before
 }
+
+}  // namespace
 
 void note_event() noexcept {
     events.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: Z3 (header)
@@ -243,6 +247,11 @@ void watch::look(runtime_impl& self) noexcept {
         return;
     }
     try {
+        // The registry mutex is not held while the timer service's lock or the
+        // pool's mutex is taken: their fork handlers may take them before ours
+        // takes it (deadlock.cpp, fork), and only the same order everywhere is
+        // safe. The sum is read under it twice; the registry may change in
+        // between, which moves the sum (Z3).
         std::unique_lock<std::mutex> g(registry_mu());
         const std::vector<runtime_impl*>& rts = registry();
         if (std::find(rts.begin(), rts.end(), &self) == rts.end()) {  // not yet, or no more
@@ -259,6 +268,7 @@ void watch::look(runtime_impl& self) noexcept {
             }
             alive += rt->fibers_alive();
         }
+        g.unlock();
         quiet = quiet && tick_service_quiet() && blocking_pool_quiet();
         std::int64_t blocked = 0;
         if (quiet) {
@@ -270,8 +280,13 @@ void watch::look(runtime_impl& self) noexcept {
             quiet = (alive > 0 || blocked > 0) &&
                     process_threads() == own_threads.load(std::memory_order_seq_cst) + blocked;  // seq_cst: Z1
         }
+        if (!quiet) {
+            quiet_before_ = false;
+            return;
+        }
+        g.lock();
         const std::uint64_t sum1 = event_sum(rts);
-        if (!quiet || sum0 != sum1) {
+        if (sum0 != sum1) {
             quiet_before_ = false;
             return;
         }

@@ -60,8 +60,9 @@
 //
 // fork(): the child has none of the threads and waiters the parent's watch
 // counted, so fork handlers (deadlock.cpp) hold the watch's locks across it
-// and start the child from nothing; the timer thread's own handler (time/
-// tick_timer.cpp K5) runs after ours, so the child's new timer thread counts.
+// and start the child from nothing. No fork handler starts a thread (the
+// timer thread and the pool's start at their first use in the child), so
+// every own thread of the child is counted after the reset.
 //
 // Limits, said in the README. A thread weft does not know (a library's
 // helper thread, ThreadSanitizer's background thread, a thread in sleep(3)
@@ -106,11 +107,6 @@ mode current_mode() noexcept;
 /// Z3: something a look reads is about to change.
 void note_event() noexcept;
 
-/// fork(): the child starts with no runtime, no listed waiter and no own
-/// thread (deadlock.cpp). Idempotent. A service that starts a thread in its
-/// own fork child handler calls this first: child handlers run in the order
-/// they were installed, so its new thread is counted after the reset.
-void install_fork_handlers() noexcept;
 
 /// Z1: the first object of each of weft's own threads, destroyed last.
 class own_thread {

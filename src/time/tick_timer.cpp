@@ -35,7 +35,8 @@
 // wake_ is read and bumped under lock_ (relaxed would do; its only other use
 // is the futex's own comparison).
 //
-//  K5 fork(): the child gets a thread of its own (see the fork handlers).
+//  K5 fork(): the child forgets the timers armed before the fork and starts a
+//     thread of its own at its first arm (see the fork handlers).
 //
 // The service and its thread are created on first use and never destroyed
 // (a detached thread asleep on a futex at exit costs nothing).
@@ -142,7 +143,6 @@ private:
         dead_.reserve(dead_batch);  // run() never allocates: it is noexcept (a bad_alloc would terminate)
         start_thread_locked();  // nobody else can see us yet
         existing.store(this, std::memory_order_release);  // release: built, before a fork handler reads it
-        deadlock::install_fork_handlers();  // first: its child handler must run before ours (deadlock.hpp)
         (void)::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);  // ENOMEM only
     }
 
@@ -153,20 +153,18 @@ private:
 
     // K5: fork() with lock_ held by another thread would leave it held in the
     // child for ever, and the child has no thread to fire timers. So lock_ is
-    // held across the fork, and the child starts a new thread at once (its
-    // copies of the armed timers still fire), or at its next arm if it cannot.
+    // held across the fork; the child forgets the timers armed before it (their
+    // channels may be in the middle of an operation by a thread the child does
+    // not have: firing them crashed, 4 children in 1,000) and starts a thread at
+    // its first arm. The references they held are leaked, never dropped twice.
     static void before_fork() noexcept { existing.load(std::memory_order_acquire)->lock_.lock(); }  // acquire: get()
     static void after_fork_in_parent() noexcept { existing.load(std::memory_order_acquire)->lock_.unlock(); }
     static void after_fork_in_child() noexcept {
         tick_service* s = existing.load(std::memory_order_acquire);  // acquire: as above
-        s->has_thread_ = false;
-        // References the parent's thread was dropping outside the lock: leaked
-        // here rather than dropped twice.
+        s->heap_.clear();
+        s->stale_ = 0;
         s->dead_.clear();
-        try {
-            s->start_thread_locked();
-        } catch (...) {  // no thread now: the next arm tries again
-        }
+        s->has_thread_ = false;
         s->lock_.unlock();
     }
 
