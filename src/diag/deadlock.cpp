@@ -165,9 +165,13 @@ void after_fork_in_parent() noexcept {
 }
 void after_fork_in_child() noexcept {
     plain_list::get().head = nullptr;
+    // As unregister_runtime: the runtimes' share of the sum moves into events (Z4).
+    std::uint64_t moved = 1;
+    for (const runtime_impl* rt : registry()) moved += rt->progress();
     registry().clear();
     own_threads.store(0, std::memory_order_seq_cst);  // seq_cst: Z1
-    note_event();
+    events.fetch_add(moved, std::memory_order_seq_cst);  // seq_cst: Z3
+    last_reported.store(0, std::memory_order_relaxed);  // relaxed: only this thread exists
     plain_list::get().lock.unlock();
     registry_mu().unlock();
 }

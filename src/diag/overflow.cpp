@@ -97,10 +97,17 @@ overflow_sign sign_of(const fiber* f, std::uintptr_t addr, std::uintptr_t sp, in
 // O3: SA_RESETHAND on the earlier handler: the first forward uses it up.
 std::atomic<bool> g_previous_used{false};
 
+/// Is `addr` in the guard page below this thread's signal stack?
+bool in_altstack_guard(std::uintptr_t addr) noexcept {
+    const auto base = reinterpret_cast<std::uintptr_t>(tls_altstack);
+    return base != 0 && addr >= base && addr < base + page_size();
+}
+
 void forward(int sig, siginfo_t* info, void* uctx) noexcept {
     const bool siginfo = (g_previous.sa_flags & SA_SIGINFO) != 0;
-    const bool has_handler = siginfo ? g_previous.sa_sigaction != nullptr
-                                     : g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN;
+    // sa_handler shares its storage with sa_sigaction: SIG_DFL and SIG_IGN are
+    // no handler whatever the flags say (SIG_IGN with SA_SIGINFO was called).
+    const bool has_handler = g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN;
     // relaxed: one flag, and exchange makes exactly one fault its last user
     const bool reset = (g_previous.sa_flags & SA_RESETHAND) != 0;
     if (has_handler && !(reset && g_previous_used.exchange(true, std::memory_order_relaxed))) {
@@ -145,6 +152,21 @@ void forward(int sig, siginfo_t* info, void* uctx) noexcept {
 
 extern "C" void weft_fiber_stack_overflow_detected(int sig, siginfo_t* info, void* uctx) {
     using namespace weft::detail;
+    // A handler ran past the bottom of this thread's signal stack (an earlier
+    // handler we forwarded to, with SA_NODEFER as ASan's has): the kernel puts
+    // this frame at the top of that stack, over the frames still in use. Never
+    // return into them: the default action, as the guard promises.
+    if (info->si_code > 0 && in_altstack_guard(reinterpret_cast<std::uintptr_t>(info->si_addr))) {
+        static const char msg[] = "weft: a signal handler overran its thread's signal stack\n";
+        (void)!::write(2, msg, sizeof msg - 1);
+        struct sigaction dfl;
+        std::memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        ::sigaction(SIGSEGV, &dfl, nullptr);
+        ::raise(SIGSEGV);  // delivered as we return (or at once under SA_NODEFER): the process dies
+        return;
+    }
     // A signal sent by another process or thread is never an overflow.
     if (info->si_code > 0) {
         if (worker* w = current_worker_for_signal()) {
@@ -182,8 +204,10 @@ void install_overflow_handler() noexcept {
 // The signal stack has its own guard page below it, as every fiber stack has:
 // a handler that runs past its bottom (ours, or an earlier handler forward()
 // calls on it) faults there instead of writing over whatever is mapped below.
-// That fault comes while SIGSEGV is blocked, so the kernel kills the process
-// with SIGSEGV: a loud end rather than a silent corruption.
+// With SIGSEGV blocked, the kernel kills the process at once; with it
+// unblocked (an earlier handler's SA_NODEFER) our handler runs again, sees the
+// fault in the guard (in_altstack_guard) and takes the default action: a loud
+// end either way, rather than a silent corruption.
 void install_thread_altstack() noexcept {
     const std::size_t guard = page_size();
     void* p = ::mmap(nullptr, guard + altstack_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -288,6 +288,53 @@ TEST(StackGuardDeathTest, AnEarlierOneShotHandlerRunsOnceThenTheDefaultKills) {
         died_of_segv, "");
 }
 
+// An earlier handler with SA_NODEFER (as ASan's) that needs more than the
+// 64 KiB signal stack runs into the stack's guard page: the kernel then puts
+// the nested frame at the top of the same stack, over the frames in use, and
+// returning into them looped for ever (found by review). It dies instead.
+namespace earlier_handler {
+[[gnu::noinline]] int deep(int n) {
+    volatile char buf[1024];
+    buf[0] = static_cast<char>(n);
+    if (n == 0) return buf[0];
+    return deep(n - 1) + buf[0];
+}
+void uses_100_kib(int) { ::_exit(deep(100) == 12345 ? 6 : 7); }
+}  // namespace earlier_handler
+
+TEST(StackGuardDeathTest, AnEarlierHandlerThatOverrunsTheSignalStackDies) {
+    if (sanitized) GTEST_SKIP() << "the sanitizers run signal handlers their own way";
+    EXPECT_EXIT(
+        {
+            struct sigaction sa {};
+            sa.sa_handler = earlier_handler::uses_100_kib;
+            sigemptyset(&sa.sa_mask);
+            sa.sa_flags = SA_NODEFER;
+            ::sigaction(SIGSEGV, &sa, nullptr);
+            earlier_handler::fault_on_a_fiber();
+        },
+        died_of_segv, "overran its thread's signal stack");
+}
+
+// SIG_IGN with SA_SIGINFO set is still "ignore": a sent SIGSEGV stays
+// ignored (weft called address 1, found by review).
+TEST(StackGuardDeathTest, AnIgnoredSegvWithSigInfoSetStaysIgnored) {
+    if (sanitized) GTEST_SKIP() << "the sanitizers run signal handlers their own way";
+    EXPECT_EXIT(
+        {
+            struct sigaction sa {};
+            sa.sa_handler = SIG_IGN;
+            sigemptyset(&sa.sa_mask);
+            sa.sa_flags = SA_SIGINFO;
+            ::sigaction(SIGSEGV, &sa, nullptr);
+            weft::runtime rt(weft::runtime_options{.workers = 1});
+            rt.block_on([] { ::kill(::getpid(), SIGSEGV); });
+            std::fputs("survived\n", stderr);
+            std::exit(0);
+        },
+        testing::ExitedWithCode(0), "survived");
+}
+
 // A frame larger than a page that steps over a one-page guard without touching
 // it: stack-clash probes (meson.build) make it touch every page, so it faults
 // in the guard and is reported. Found by review: it returned normally from a
