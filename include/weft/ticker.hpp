@@ -42,7 +42,8 @@ WEFT_API void tick_timer_reset(tick_timer* t, std::int64_t period_ns) noexcept;
 /// time.After did before Go 1.23: prefer a ticker or on_timeout for long
 /// durations created in a loop. Never suspends; callable from anywhere.
 /// Throws std::bad_alloc, or std::system_error if the process-wide timer
-/// thread cannot be started.
+/// thread cannot be started (at the first timer of the process, and of a
+/// fork() child: the child forgets the timers armed before the fork).
 template <class Rep, class Period>
 channel<std::chrono::steady_clock::time_point> after(const std::chrono::duration<Rep, Period>& d) {
     channel<std::chrono::steady_clock::time_point> ch(1);
@@ -81,7 +82,8 @@ public:
 
     /// Ticks every `d` from now on (also after stop()). A non-positive `d`
     /// throws std::invalid_argument. Should memory run out for the timer
-    /// heap, the ticker stays stopped.
+    /// heap, or the timer thread fail to start (in a fork() child), the
+    /// ticker stays stopped.
     template <class Rep, class Period>
     void reset(const std::chrono::duration<Rep, Period>& d) {
         reset_ns(detail::saturating_ns(d));

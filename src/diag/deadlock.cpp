@@ -192,7 +192,8 @@ void note_event() noexcept {
 }
 
 own_thread::own_thread() noexcept {
-    note_event();                                         // Z3: before the change
+    install_fork_handlers();  // before the count: a fork child must reset it (found by review)
+    note_event();             // Z3: before the change
     own_threads.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: Z1 (header)
 }
 

@@ -92,7 +92,10 @@ public:
     /// to fire it (a fork child that could not start one, K5).
     bool quiet() noexcept {
         lock_.lock();
-        const bool q = heap_.size() == stale_ || !has_thread_;  // firing happens under lock_: none is half done
+        // Live entries counted, not inferred from stale_ (a hint for the rebuild);
+        // firing happens under lock_, so none is half done.
+        bool q = !has_thread_;
+        if (!q) q = std::none_of(heap_.begin(), heap_.end(), [](const entry& e) { return e.gen == e.t->gen; });
         lock_.unlock();
         return q;
     }
@@ -161,6 +164,8 @@ private:
     static void after_fork_in_parent() noexcept { existing.load(std::memory_order_acquire)->lock_.unlock(); }
     static void after_fork_in_child() noexcept {
         tick_service* s = existing.load(std::memory_order_acquire);  // acquire: as above
+        for (const entry& e : s->heap_)  // forgotten: a later stop or reset must not count them stale (K1)
+            if (e.gen == e.t->gen) e.t->armed = false;
         s->heap_.clear();
         s->stale_ = 0;
         s->dead_.clear();
