@@ -183,6 +183,20 @@ int run_in_child(F f) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/// A child that is not deadlocked: block_on waits for a thread outside weft,
+/// which sends after the watch's 1 s confirmation. Exits 0 if it got the value.
+void wait_for_a_sleeping_thread() {
+    weft::runtime rt(weft::runtime_options{.workers = 2});
+    weft::channel<int> ch(0);
+    std::thread late([ch]() mutable {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+        ch.send(1);
+    });
+    const std::optional<int> v = rt.block_on([&] { return ch.recv(); });
+    late.join();
+    ::_exit(v == std::optional<int>(1) ? 0 : 1);
+}
+
 /// Leaves the parent with every kind of weft thread: a runtime's workers and
 /// monitor, the timer thread, a blocking-pool thread.
 void busy_parent(weft::runtime& rt) {
@@ -200,17 +214,7 @@ TEST(DeadlockForkDeathTest, AForkChildWaitingForASleepingThreadIsNotReported) {
         {
             // Exactly one parent thread the child lacks: as many as the sleeping thread below.
             (void)weft::after(std::chrono::milliseconds(1)).recv();
-            std::exit(forked::run_in_child([] {
-                weft::runtime rt(weft::runtime_options{.workers = 2});
-                weft::channel<int> ch(0);
-                std::thread late([ch]() mutable {
-                    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-                    ch.send(1);
-                });
-                const std::optional<int> v = rt.block_on([&] { return ch.recv(); });
-                late.join();
-                ::_exit(v == std::optional<int>(1) ? 0 : 1);
-            }));
+            std::exit(forked::run_in_child(forked::wait_for_a_sleeping_thread));
         },
         testing::ExitedWithCode(0), "");
 }
@@ -224,17 +228,7 @@ TEST(DeadlockForkDeathTest, AForkChildOfATickerOnlyParentIsNotMisled) {
         {
             weft::ticker tk(std::chrono::hours(1));  // the timer thread, and nothing else
             std::this_thread::sleep_for(std::chrono::milliseconds(50));  // it has counted itself
-            std::exit(forked::run_in_child([] {
-                weft::runtime rt(weft::runtime_options{.workers = 2});
-                weft::channel<int> ch(0);
-                std::thread late([ch]() mutable {
-                    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-                    ch.send(1);
-                });
-                const std::optional<int> v = rt.block_on([&] { return ch.recv(); });
-                late.join();
-                ::_exit(v == std::optional<int>(1) ? 0 : 1);
-            }));
+            std::exit(forked::run_in_child(forked::wait_for_a_sleeping_thread));
         },
         testing::ExitedWithCode(0), "");
 }
