@@ -147,14 +147,14 @@ namespace {
 
 // fork(): the child has none of the threads the watch accounts for, and a
 // lock a parent thread held would stay held there for ever. So the watch's
-// locks are taken across the fork (registry, then the plain list: the look's
+// locks are taken across the fork, registry then plain list (the report's
 // order), and the child starts from nothing: no runtime (the parent's are
 // dead there), no listed waiter, no own thread. The forking thread, whatever
 // it was in the parent, is a thread the child's watch does not know (Z1).
-// Lock order: registry, then the plain list (the report's order). While
-// either is held, no other fork handler's lock (the timer service's, the
-// pool's) is taken, nor the reverse, so those handlers may run before or
-// after these: a thread holding all of them waits for nobody who holds one.
+// While either lock is held, no other fork handler's lock (the timer
+// service's, the pool's) is taken, nor the reverse, so those handlers may run
+// before or after these: a thread holding all of them waits for nobody who
+// holds one.
 void before_fork() noexcept {
     registry_mu().lock();
     plain_list::get().lock.lock();
