@@ -34,15 +34,12 @@ std::atomic<std::uint64_t> events{0};         // Z3
 std::atomic<std::int64_t> own_threads{0};     // Z1
 std::atomic<std::uint64_t> last_reported{0};  // Z5: the event sum of the last report, + 1 (0: none)
 
-// Leaked: a monitor may still look while statics are destroyed at exit.
-std::mutex& registry_mu() {
-    static std::mutex* m = new std::mutex;
-    return *m;
-}
-std::vector<runtime_impl*>& registry() {  // guarded by registry_mu()
-    static auto* v = new std::vector<runtime_impl*>;
-    return *v;
-}
+// No function-local statics here: a fork() child would wait for ever on the
+// guard of one whose initialisation a parent thread had begun (found: a child
+// hung that way). constinit, and nothing to destroy at exit, when a monitor
+// may still look.
+constinit std::mutex registry_mu;                    // trivially destructible in libstdc++
+std::vector<runtime_impl*>* registry_v = nullptr;  // guarded by registry_mu; made at the first registration, leaked
 
 /// The process's thread count from /proc/self/status, -1 if unknown.
 long process_threads() noexcept {
@@ -82,7 +79,7 @@ std::string thread_name(int tid) {
     return name;
 }
 
-/// Z4: events plus every registered runtime's progress. Requires registry_mu().
+/// Z4: events plus every registered runtime's progress. Requires registry_mu.
 std::uint64_t event_sum(const std::vector<runtime_impl*>& rts) noexcept {
     std::uint64_t s = events.load(std::memory_order_seq_cst);  // seq_cst: Z3 (header)
     for (const runtime_impl* rt : rts) s += rt->progress();
@@ -96,10 +93,7 @@ struct plain_list {
     spinlock lock;
     plain_wait* head = nullptr;  // guarded by lock
 
-    static plain_list& get() {
-        static plain_list* l = new plain_list;  // leaked: plain threads may wait during exit
-        return *l;
-    }
+    static plain_list& get() noexcept;
 
     /// Listed waits whose waiter is still unclaimed (Z2). Requires lock.
     std::int64_t blocked() const noexcept {
@@ -121,6 +115,12 @@ struct plain_list {
         }
     }
 };
+
+namespace {
+constinit plain_list the_plain_list;  // no destructor to run at exit (see registry_mu)
+}  // namespace
+
+plain_list& plain_list::get() noexcept { return the_plain_list; }
 
 mode mode_from_env() {
     const char* v = std::getenv("WEFT_DEADLOCK");
@@ -156,36 +156,40 @@ namespace {
 // before or after these: a thread holding all of them waits for nobody who
 // holds one.
 void before_fork() noexcept {
-    registry_mu().lock();
+    registry_mu.lock();
     plain_list::get().lock.lock();
 }
 void after_fork_in_parent() noexcept {
     plain_list::get().lock.unlock();
-    registry_mu().unlock();
+    registry_mu.unlock();
 }
 void after_fork_in_child() noexcept {
     plain_list::get().head = nullptr;
     // As unregister_runtime: the runtimes' share of the sum moves into events (Z4).
     std::uint64_t moved = 1;
-    for (const runtime_impl* rt : registry()) moved += rt->progress();
-    registry().clear();
+    if (registry_v) {
+        for (const runtime_impl* rt : *registry_v) moved += rt->progress();
+        registry_v->clear();
+    }
     own_threads.store(0, std::memory_order_seq_cst);  // seq_cst: Z1
     events.fetch_add(moved, std::memory_order_seq_cst);  // seq_cst: Z3
     last_reported.store(0, std::memory_order_relaxed);  // relaxed: only this thread exists
     plain_list::get().lock.unlock();
-    registry_mu().unlock();
+    registry_mu.unlock();
 }
 
-void install_fork_handlers() noexcept {
-    static const bool installed = [] {
-        (void)registry_mu();  // both made before any handler can run
-        (void)plain_list::get();
-        return ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child) == 0;
-    }();
-    (void)installed;  // ENOMEM only: then a child may inherit a held lock, as before
-}
+constinit std::atomic<bool> fork_handlers_installed{false};
 
 }  // namespace
+
+void install_fork_handlers() noexcept {
+    // A flag, not a function-local static (see registry_mu). relaxed: the flag
+    // only elects the one caller that registers.
+    if (fork_handlers_installed.load(std::memory_order_relaxed) ||
+        fork_handlers_installed.exchange(true, std::memory_order_relaxed))
+        return;
+    (void)::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);  // ENOMEM only
+}
 
 void note_event() noexcept {
     events.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: Z3 (header)
@@ -229,15 +233,17 @@ plain_wait::~plain_wait() {
 
 void register_runtime(runtime_impl& rt) {
     install_fork_handlers();
-    std::lock_guard<std::mutex> g(registry_mu());
-    registry().reserve(registry().size() + 1);  // the only throw, before any change
-    note_event();                               // Z3
-    registry().push_back(&rt);
+    std::lock_guard<std::mutex> g(registry_mu);
+    if (!registry_v) registry_v = new std::vector<runtime_impl*>;
+    registry_v->reserve(registry_v->size() + 1);  // the only throws, before any change
+    note_event();                                 // Z3
+    registry_v->push_back(&rt);
 }
 
 void unregister_runtime(runtime_impl& rt) noexcept {
-    std::lock_guard<std::mutex> g(registry_mu());
-    auto& rts = registry();
+    std::lock_guard<std::mutex> g(registry_mu);
+    if (!registry_v) return;
+    auto& rts = *registry_v;
     const auto it = std::find(rts.begin(), rts.end(), &rt);
     if (it == rts.end()) return;
     // Z3, and the sum stays monotonic: its share of the sum moves into events.
@@ -257,8 +263,12 @@ void watch::look(runtime_impl& self) noexcept {
         // takes it (deadlock.cpp, fork), and only the same order everywhere is
         // safe. The sum is read under it twice; the registry may change in
         // between, which moves the sum (Z3).
-        std::unique_lock<std::mutex> g(registry_mu());
-        const std::vector<runtime_impl*>& rts = registry();
+        std::unique_lock<std::mutex> g(registry_mu);
+        if (!registry_v) {  // not yet
+            quiet_before_ = false;
+            return;
+        }
+        const std::vector<runtime_impl*>& rts = *registry_v;
         if (std::find(rts.begin(), rts.end(), &self) == rts.end()) {  // not yet, or no more
             quiet_before_ = false;
             return;

@@ -107,6 +107,11 @@ mode current_mode() noexcept;
 /// Z3: something a look reads is about to change.
 void note_event() noexcept;
 
+/// fork(): the child starts with no runtime, no listed waiter and no own
+/// thread counted (deadlock.cpp). Idempotent and never blocks; called before
+/// any of weft's threads is started, and by each as it starts.
+void install_fork_handlers() noexcept;
+
 
 /// Z1: the first object of each of weft's own threads, destroyed last.
 class own_thread {

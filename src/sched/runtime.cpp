@@ -110,6 +110,7 @@ runtime_impl::runtime_impl(runtime& own, runtime_options o)
     install_overflow_handler();
     (void)process_guard_mode();
     asym_fence::init();  // before any worker or canceller (util/asym_fence.hpp)
+    deadlock::install_fork_handlers();  // before any of our threads counts itself (deadlock.hpp)
     workers.reserve(opts.workers);
     for (std::size_t i = 0; i < opts.workers; ++i)
         workers.push_back(std::make_unique<worker>(*this, static_cast<unsigned>(i), deque_capacity()));

@@ -144,6 +144,7 @@ private:
 
     tick_service() {
         dead_.reserve(dead_batch);  // run() never allocates: it is noexcept (a bad_alloc would terminate)
+        deadlock::install_fork_handlers();  // before our thread counts itself (diag/deadlock.hpp)
         start_thread_locked();  // nobody else can see us yet
         existing.store(this, std::memory_order_release);  // release: built, before a fork handler reads it
         (void)::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);  // ENOMEM only
