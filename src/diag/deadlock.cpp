@@ -132,15 +132,24 @@ mode mode_from_env() {
     throw std::invalid_argument(std::string("weft: WEFT_DEADLOCK='") + v + "' is not 'abort', 'warn' or 'off'");
 }
 
+namespace {
+constinit std::atomic<int> cached_mode{-1};  // -1: not read yet; not a function-local static (see registry_mu)
+}  // namespace
+
 mode current_mode() noexcept {
-    static const mode m = [] {
+    // relaxed: every thread computes the same value from the same environment,
+    // so a race only reads it twice.
+    int m = cached_mode.load(std::memory_order_relaxed);
+    if (m < 0) {
+        mode read = mode::abort;
         try {
-            return mode_from_env();
+            read = mode_from_env();
         } catch (...) {
-            return mode::abort;
         }
-    }();
-    return m;
+        m = static_cast<int>(read);
+        cached_mode.store(m, std::memory_order_relaxed);
+    }
+    return static_cast<mode>(m);
 }
 
 namespace {

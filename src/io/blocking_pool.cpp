@@ -55,8 +55,9 @@ blocking_pool& blocking_pool::instance() {
 }
 
 namespace {
-blocking_pool* forking_pool = nullptr;  // set once, before any fork handler can run (lifecycle 4)
-std::atomic<blocking_pool*> existing_pool{nullptr};  // for the deadlock watch, which must not make one
+// Set once, by the constructor, before its fork handlers exist (lifecycle 4); also
+// read by the deadlock watch, which must not make a pool.
+std::atomic<blocking_pool*> existing_pool{nullptr};
 }  // namespace
 
 bool blocking_pool::quiet() noexcept {
@@ -74,17 +75,17 @@ bool blocking_pool_quiet() noexcept {
 }
 
 blocking_pool::blocking_pool(std::size_t max_threads) : max_(max_threads) {
-    forking_pool = this;
     existing_pool.store(this, std::memory_order_release);  // release: the pool is built
     (void)::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);  // ENOMEM only: then unprotected
 }
 
-void blocking_pool::before_fork() noexcept { forking_pool->mu_.lock(); }
+// relaxed: the handlers are installed after the store, by the same thread.
+void blocking_pool::before_fork() noexcept { existing_pool.load(std::memory_order_relaxed)->mu_.lock(); }
 
-void blocking_pool::after_fork_in_parent() noexcept { forking_pool->mu_.unlock(); }
+void blocking_pool::after_fork_in_parent() noexcept { existing_pool.load(std::memory_order_relaxed)->mu_.unlock(); }
 
 void blocking_pool::after_fork_in_child() noexcept {
-    blocking_pool& p = *forking_pool;
+    blocking_pool& p = *existing_pool.load(std::memory_order_relaxed);  // relaxed: as before_fork
     // The child is single-threaded and we hold mu_ (locked before the fork): leave
     // it unlocked, with no thread, record or job of the parent's.
     p.threads_ = 0;
