@@ -615,21 +615,28 @@ TEST_P(RuntimeTest, RecursiveMutexNestsForAPlainThread) {
 // still do not get it. The move is forced as in timer_test.cpp: the owner
 // spawns a spinner (it lands on the owner's worker) and sleeps; the spinner
 // holds that worker without yielding, so another worker resumes the owner.
+// The spinner spins until the owner has resumed (bounded: 5 s), not for a
+// fixed time: on a loaded machine the other worker may not get a core within
+// any short spin, and the owner then resumed on its own worker after the
+// spinner (the test failed once so, beside a TSan build). With one worker the
+// owner cannot resume while the spinner spins, so it spins 30 ms.
 template <class M>
 void expect_ownership_follows_migration(weft::runtime& rt, std::size_t workers) {
-    constexpr auto spin = weft_test::sanitized ? 100ms : 30ms;
+    const auto spin = workers > 1 ? std::chrono::milliseconds(5s) : 30ms;
     M m;
     const bool migrated = rt.spawn([&] {
                                m.lock();
                                bool moved = false;
                                for (int attempt = 0; attempt < (workers > 1 ? 10 : 1) && !moved; ++attempt) {
                                    const pid_t before = os_thread();
-                                   auto spinner = weft::spawn([spin] {
+                                   std::atomic<bool> resumed{false};
+                                   auto spinner = weft::spawn([spin, &resumed] {
                                        const auto until = clk::now() + spin;
-                                       while (clk::now() < until) {
+                                       while (!resumed.load(std::memory_order_acquire) && clk::now() < until) {
                                        }
                                    });
                                    weft::this_fiber::sleep_for(2ms);
+                                   resumed.store(true, std::memory_order_release);
                                    moved = os_thread() != before;
                                    spinner.join();
                                }
