@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <new>
 
 #include "sched/fiber.hpp"
 #include "sched/runtime_impl.hpp"
+#include "util/check.hpp"
 #include "util/min_heap.hpp"
 
 namespace weft::detail {
@@ -34,11 +36,8 @@ void timer_queue::compact_locked() noexcept {
         if (e.f->is_parked_in(e.gen)) heap_[kept++] = e;
         else e.f->unpin();  // T1
     }
-    heap_.resize(kept);
-    std::vector<entry> live;
-    live.swap(heap_);
-    heap_.reserve(live.size());
-    for (const auto& e : live) push_locked(e);
+    heap_.resize(kept);  // shrinks: no allocation
+    heap_make(heap_);
     compact_at_ = std::max<std::size_t>(1024, 2 * heap_.size());
 }
 
@@ -46,7 +45,14 @@ void timer_queue::arm(std::int64_t deadline_ns, fiber* f, std::uint64_t gen) noe
     f->pin();  // T1
     lock_.lock();
     if (heap_.size() >= compact_at_) compact_locked();
-    push_locked(entry{deadline_ns, f, gen});
+    try {
+        push_locked(entry{deadline_ns, f, gen});
+    } catch (const std::bad_alloc&) {
+        // The fiber has already left its stack (worker.cpp complete_other):
+        // there is nobody to throw to, and an unarmed deadline would leave it
+        // parked for ever. Say so and stop, as Go does when out of memory.
+        fatal(__func__, "out of memory growing a worker's timer heap");
+    }
     publish_locked();
     lock_.unlock();
 }

@@ -22,6 +22,11 @@
 // searching worker, so a worker stuck in a long fiber does not hold its
 // timers hostage. Every access to heap_ holds lock_.
 //
+// Memory. Compaction works in place (no allocation). An arm may grow the
+// vector, and it runs after its fiber left the stack (W1), where a bad_alloc
+// has nobody to go to: out of memory there is a fatal error with a message,
+// as in Go, not a fiber parked for ever.
+//
 // Invariants.
 //  T1 Each entry pins its fiber's block (fiber.hpp F1), unpinned when the
 //     entry fires or is dropped; so a stale entry never dangles, and dropping
@@ -48,7 +53,8 @@
 // Lifecycle: the queue dies with its worker, after every fiber finished; the
 // destructor releases the references of the entries left (T1).
 //
-// Tested by test/api/timer_test.cpp and test/stress/timer_stress_test.cpp.
+// Tested by test/api/timer_test.cpp, test/stress/timer_stress_test.cpp and
+// test/unit/min_heap_test.cpp.
 #pragma once
 #include "util/private.hpp"
 

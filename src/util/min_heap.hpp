@@ -28,27 +28,38 @@ void heap_push(std::vector<E>& h, const E& e) {
     h[i] = e;
 }
 
+/// Moves the entry at i down to its place among its descendants.
+template <class E>
+void heap_sift_down(std::vector<E>& h, std::size_t i) noexcept {
+    const std::size_t n = h.size();
+    const E e = h[i];
+    for (;;) {
+        const std::size_t first = i * heap_arity + 1;
+        if (first >= n) break;
+        std::size_t best = first;
+        for (std::size_t c = first + 1; c < std::min(first + heap_arity, n); ++c)
+            if (h[c].when < h[best].when) best = c;
+        if (h[best].when >= e.when) break;
+        h[i] = h[best];
+        i = best;
+    }
+    h[i] = e;
+}
+
+/// Makes a heap of h's entries in place (O(n), no allocation).
+template <class E>
+void heap_make(std::vector<E>& h) noexcept {
+    for (std::size_t i = h.size() / heap_arity + 1; i-- > 0;)
+        if (i < h.size()) heap_sift_down(h, i);
+}
+
 /// Removes and returns the earliest entry. Precondition: !h.empty().
 template <class E>
 E heap_pop(std::vector<E>& h) noexcept {
     const E top = h.front();
-    const E last = h.back();
+    h.front() = h.back();
     h.pop_back();
-    const std::size_t n = h.size();
-    if (n > 0) {
-        std::size_t i = 0;
-        for (;;) {
-            const std::size_t first = i * heap_arity + 1;
-            if (first >= n) break;
-            std::size_t best = first;
-            for (std::size_t c = first + 1; c < std::min(first + heap_arity, n); ++c)
-                if (h[c].when < h[best].when) best = c;
-            if (h[best].when >= last.when) break;
-            h[i] = h[best];
-            i = best;
-        }
-        h[i] = last;
-    }
+    if (!h.empty()) heap_sift_down(h, 0);
     return top;
 }
 
